@@ -1,0 +1,26 @@
+//! `hearth-gpu`: Hearth's GPU layer on wgpu, natively and on WebGPU.
+//!
+//! - [`Gpu`]: device with the adapter's real limits and the optional features kernels may use.
+//! - [`Tensor`]: typed storage buffers; [`GpuMatrix`]: weights split across bindings.
+//! - [`shaders`]: the registry of `shaders/*.wgsl` and the define preprocessor.
+//! - [`Program`]: recorded dispatches replayed as one command buffer.
+//! - One module per kernel family: launcher, CPU reference and tests.
+
+pub mod context;
+pub mod error;
+pub mod pipeline;
+pub mod quant;
+pub mod shaders;
+pub mod tensor;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub mod elementwise;
+
+pub use context::{Gpu, GpuFeatures, GpuOptions};
+pub use error::{GpuError, Result};
+pub use pipeline::{Dispatch, Kernel, KernelKey, Program};
+pub use quant::{GpuMatrix, HostMatrix, WeightFormat};
+pub use shaders::Defines;
+pub use tensor::{DType, Element, Tensor};
+pub use wgpu;

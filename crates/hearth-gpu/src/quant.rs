@@ -1,0 +1,367 @@
+//! Weight formats the kernels consume, their CPU dequantisation (the reference), and GPU upload with
+//! transparent splitting across storage bindings.
+//!
+//! Layouts (row-major, `cols % 32 == 0` for quantised formats; one group = 32 consecutive weights of a row):
+//! - `Q4` (INT4 group 32, asymmetric): `qs[rows][cols/8]` u32, weight `8j+i` of a row in bits `4i..4i+4` of
+//!   word `j`; `sm[rows][cols/32]` u32 = f16 scale (low half) | f16 min (high half);
+//!   `w = scale * q + min`. GGUF Q4_0 (`d*(q-8)`) and Q4_1 (`d*q+m`) repack into it losslessly.
+//! - `Q8` (symmetric): `qs[rows][cols/4]` u32, weight `4j+i` in byte `i` (two's complement);
+//!   `d[rows][cols/32]` f32; `w = d * q`. GGUF Q8_0 repacks losslessly.
+//! - `F32`: `qs[rows][cols]` holds the f32 bits; no scales.
+
+use half::f16;
+
+use crate::context::Gpu;
+use crate::error::{GpuError, Result};
+
+pub const GROUP: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    F32,
+    Q8,
+    Q4,
+}
+
+impl WeightFormat {
+    /// The symbol kernels see as the `WEIGHT` define.
+    pub fn sym(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Q8 => "q8",
+            WeightFormat::Q4 => "q4",
+        }
+    }
+    /// u32 words of `qs` per row.
+    pub fn qs_words(self, cols: usize) -> usize {
+        match self {
+            WeightFormat::F32 => cols,
+            WeightFormat::Q8 => cols / 4,
+            WeightFormat::Q4 => cols / 8,
+        }
+    }
+    /// u32 words of scales per row.
+    pub fn scale_words(self, cols: usize) -> usize {
+        match self {
+            WeightFormat::F32 => 0,
+            WeightFormat::Q8 | WeightFormat::Q4 => cols / GROUP,
+        }
+    }
+}
+
+/// A weight matrix `[rows, cols]` in host memory, in one of the formats above.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostMatrix {
+    pub format: WeightFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// `[rows, qs_words(cols)]`
+    pub qs: Vec<u32>,
+    /// `[rows, scale_words(cols)]`
+    pub scales: Vec<u32>,
+}
+
+impl HostMatrix {
+    /// Checks that the buffers match the declared shape.
+    pub fn validate(&self) -> Result<()> {
+        let f = self.format;
+        if f != WeightFormat::F32 && !self.cols.is_multiple_of(GROUP) {
+            return Err(GpuError::Shape(format!(
+                "{f:?} matrix with {} columns (must be a multiple of 32)",
+                self.cols
+            )));
+        }
+        let (q, s) = (
+            self.rows * f.qs_words(self.cols),
+            self.rows * f.scale_words(self.cols),
+        );
+        if self.qs.len() != q || self.scales.len() != s {
+            return Err(GpuError::Shape(format!(
+                "{f:?} [{}, {}] needs {q}+{s} words, has {}+{}",
+                self.rows,
+                self.cols,
+                self.qs.len(),
+                self.scales.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn from_f32(rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
+        if w.len() != rows * cols {
+            return Err(GpuError::Shape(format!(
+                "[{rows}, {cols}] from {} values",
+                w.len()
+            )));
+        }
+        Ok(Self {
+            format: WeightFormat::F32,
+            rows,
+            cols,
+            qs: w.iter().map(|x| x.to_bits()).collect(),
+            scales: vec![],
+        })
+    }
+
+    /// Round-to-nearest asymmetric INT4, group 32. Scale and min are rounded to f16 first so the
+    /// codes are chosen against the values the kernels will actually use.
+    pub fn quantize_q4(rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
+        check_quant_shape(rows, cols, w.len())?;
+        let mut qs = vec![0u32; rows * cols / 8];
+        let mut scales = vec![0u32; rows * cols / GROUP];
+        for (g, chunk) in w.chunks_exact(GROUP).enumerate() {
+            let lo = chunk.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = chunk.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let min = f16::from_f32(lo);
+            let scale = f16::from_f32((hi - min.to_f32()) / 15.0);
+            let (s, m) = (scale.to_f32(), min.to_f32());
+            for (i, &x) in chunk.iter().enumerate() {
+                let q = if s > 0.0 {
+                    ((x - m) / s).round().clamp(0.0, 15.0) as u32
+                } else {
+                    0
+                };
+                qs[g * 4 + i / 8] |= q << (4 * (i % 8));
+            }
+            scales[g] = pack_f16x2(scale, min);
+        }
+        Ok(Self {
+            format: WeightFormat::Q4,
+            rows,
+            cols,
+            qs,
+            scales,
+        })
+    }
+
+    /// Round-to-nearest symmetric INT8, group 32.
+    pub fn quantize_q8(rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
+        check_quant_shape(rows, cols, w.len())?;
+        let mut qs = vec![0u32; rows * cols / 4];
+        let mut scales = vec![0u32; rows * cols / GROUP];
+        for (g, chunk) in w.chunks_exact(GROUP).enumerate() {
+            let amax = chunk.iter().fold(0f32, |a, x| a.max(x.abs()));
+            let d = f16::from_f32(amax / 127.0).to_f32();
+            for (i, &x) in chunk.iter().enumerate() {
+                let q = if d > 0.0 {
+                    (x / d).round().clamp(-127.0, 127.0) as i8
+                } else {
+                    0
+                };
+                qs[g * 8 + i / 4] |= (q as u8 as u32) << (8 * (i % 4));
+            }
+            scales[g] = d.to_bits();
+        }
+        Ok(Self {
+            format: WeightFormat::Q8,
+            rows,
+            cols,
+            qs,
+            scales,
+        })
+    }
+
+    /// Dequantises row `r` into `out` (`cols` values): the CPU reference of every weight read.
+    pub fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
+        let c = self.cols;
+        let q = &self.qs[r * self.format.qs_words(c)..(r + 1) * self.format.qs_words(c)];
+        let s = &self.scales[r * self.format.scale_words(c)..(r + 1) * self.format.scale_words(c)];
+        match self.format {
+            WeightFormat::F32 => out
+                .iter_mut()
+                .zip(q)
+                .for_each(|(o, &b)| *o = f32::from_bits(b)),
+            WeightFormat::Q4 => {
+                for (i, o) in out.iter_mut().enumerate().take(c) {
+                    let (scale, min) = unpack_f16x2(s[i / GROUP]);
+                    let code = (q[i / 8] >> (4 * (i % 8))) & 0xF;
+                    *o = scale * code as f32 + min;
+                }
+            }
+            WeightFormat::Q8 => {
+                for (i, o) in out.iter_mut().enumerate().take(c) {
+                    let code = ((q[i / 4] >> (8 * (i % 4))) & 0xFF) as u8 as i8;
+                    *o = f32::from_bits(s[i / GROUP]) * code as f32;
+                }
+            }
+        }
+    }
+
+    pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
+        let mut v = vec![0.0; self.cols];
+        self.dequantize_row_into(r, &mut v);
+        v
+    }
+
+    /// The whole matrix as f32 `[rows, cols]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut v = vec![0.0; self.rows * self.cols];
+        for (r, row) in v.chunks_exact_mut(self.cols.max(1)).enumerate() {
+            self.dequantize_row_into(r, row);
+        }
+        v
+    }
+
+    /// Stacks matrices with equal `cols` and format row-wise (Q/K/V as one projection, gate/up as one).
+    pub fn concat_rows(parts: &[&HostMatrix]) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| GpuError::Shape("concat of nothing".into()))?;
+        let mut out = HostMatrix {
+            format: first.format,
+            rows: 0,
+            cols: first.cols,
+            qs: vec![],
+            scales: vec![],
+        };
+        for p in parts {
+            if p.cols != out.cols || p.format != out.format {
+                return Err(GpuError::Shape(format!(
+                    "concat {:?}[_, {}] with {:?}[_, {}]",
+                    out.format, out.cols, p.format, p.cols
+                )));
+            }
+            out.rows += p.rows;
+            out.qs.extend_from_slice(&p.qs);
+            out.scales.extend_from_slice(&p.scales);
+        }
+        Ok(out)
+    }
+
+    /// Bytes of weights and scales.
+    pub fn bytes(&self) -> usize {
+        4 * (self.qs.len() + self.scales.len())
+    }
+}
+
+fn check_quant_shape(rows: usize, cols: usize, n: usize) -> Result<()> {
+    if n != rows * cols || !cols.is_multiple_of(GROUP) {
+        return Err(GpuError::Shape(format!(
+            "cannot quantise [{rows}, {cols}] from {n} values (cols must be a multiple of 32)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn pack_f16x2(lo: f16, hi: f16) -> u32 {
+    lo.to_bits() as u32 | ((hi.to_bits() as u32) << 16)
+}
+
+pub fn unpack_f16x2(w: u32) -> (f32, f32) {
+    (
+        f16::from_bits(w as u16).to_f32(),
+        f16::from_bits((w >> 16) as u16).to_f32(),
+    )
+}
+
+/// Rows `row0..row0 + rows` of a matrix, each buffer within one storage binding.
+#[derive(Debug)]
+pub struct MatrixShard {
+    pub row0: usize,
+    pub rows: usize,
+    pub qs: wgpu::Buffer,
+    /// For F32 a 4-byte dummy, so every format binds the same layout.
+    pub scales: wgpu::Buffer,
+}
+
+/// A weight matrix on the GPU, split by rows so no binding exceeds the device's limit.
+#[derive(Debug)]
+pub struct GpuMatrix {
+    pub format: WeightFormat,
+    pub rows: usize,
+    pub cols: usize,
+    pub shards: Vec<MatrixShard>,
+}
+
+impl GpuMatrix {
+    /// Uploads `m`, split into shards of at most `gpu.max_binding()` bytes per buffer. Shards hold a
+    /// multiple of 64 rows (when more than 64 rows fit) so kernel row tiles never straddle two shards.
+    pub fn upload(gpu: &Gpu, label: &str, m: &HostMatrix) -> Result<Self> {
+        use wgpu::util::DeviceExt;
+        m.validate()?;
+        let (qw, sw) = (m.format.qs_words(m.cols), m.format.scale_words(m.cols));
+        let row_bytes = 4 * qw.max(sw) as u64;
+        let fit = (gpu.max_binding() / row_bytes.max(1)) as usize;
+        if fit == 0 {
+            return Err(GpuError::TooLarge {
+                what: format!("{label}: one row"),
+                bytes: row_bytes,
+                max: gpu.max_binding(),
+            });
+        }
+        let per = if fit >= 64 { fit / 64 * 64 } else { fit }.min(m.rows.max(1));
+        let mut shards = Vec::new();
+        let mut row0 = 0;
+        while row0 < m.rows {
+            let rows = per.min(m.rows - row0);
+            let make = |what: &str, words: &[u32]| {
+                let dummy = [0u32];
+                let words = if words.is_empty() { &dummy[..] } else { words };
+                gpu.device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(&format!("{label}.{what}[{row0}..]")),
+                        contents: bytemuck::cast_slice(words),
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    })
+            };
+            shards.push(MatrixShard {
+                row0,
+                rows,
+                qs: make("qs", &m.qs[row0 * qw..(row0 + rows) * qw]),
+                scales: make("scales", &m.scales[row0 * sw..(row0 + rows) * sw]),
+            });
+            row0 += rows;
+        }
+        Ok(Self {
+            format: m.format,
+            rows: m.rows,
+            cols: m.cols,
+            shards,
+        })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.qs.size() + s.scales.size())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_roundtrip_error_is_within_half_a_step() {
+        let w: Vec<f32> = (0..64 * 3)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let m = HostMatrix::quantize_q4(3, 64, &w).unwrap();
+        m.validate().unwrap();
+        let d = m.dequantize();
+        for (g, (a, b)) in w.chunks(32).zip(d.chunks(32)).enumerate() {
+            let (s, _) = unpack_f16x2(m.scales[g]);
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() <= s * 0.5 + 1e-3,
+                    "group {g}: {x} vs {y} (step {s})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q8_roundtrip_and_concat() {
+        let w: Vec<f32> = (0..32 * 4).map(|i| (i as f32 - 60.0) / 9.0).collect();
+        let m = HostMatrix::quantize_q8(4, 32, &w).unwrap();
+        let d = m.dequantize();
+        for (x, y) in w.iter().zip(&d) {
+            assert!((x - y).abs() < 0.03, "{x} vs {y}");
+        }
+        let c = HostMatrix::concat_rows(&[&m, &m]).unwrap();
+        assert_eq!(c.rows, 8);
+        assert_eq!(c.dequantize_row(5), m.dequantize_row(1));
+        assert!(HostMatrix::quantize_q4(1, 33, &[0.0; 33]).is_err());
+    }
+}

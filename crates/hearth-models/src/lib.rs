@@ -1,0 +1,1 @@
+//! `hearth-models`: weight formats and loaders, the Llama decoder, tokenizers and chat templates.
