@@ -11,6 +11,7 @@ pub mod error;
 pub mod pipeline;
 pub mod quant;
 pub mod shaders;
+pub mod step;
 pub mod tensor;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -22,5 +23,6 @@ pub use error::{GpuError, Result};
 pub use pipeline::{Dispatch, Kernel, KernelKey, Program};
 pub use quant::{GpuMatrix, HostMatrix, WeightFormat};
 pub use shaders::Defines;
+pub use step::Step;
 pub use tensor::{DType, Element, Tensor};
 pub use wgpu;
