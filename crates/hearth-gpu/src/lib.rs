@@ -17,6 +17,7 @@ pub mod tensor;
 pub mod testing;
 
 pub mod elementwise;
+pub mod matmul;
 
 pub use context::{Gpu, GpuFeatures, GpuOptions};
 pub use error::{GpuError, Result};

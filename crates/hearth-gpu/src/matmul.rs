@@ -1,0 +1,340 @@
+//! Linear layers (`shaders/matmul.wgsl`): `out[m, :] (= or +=) f(x[x_row_offset + m, :]) · Wᵀ` over weights in
+//! any [`WeightFormat`], with a fused RMSNorm prologue and a store / accumulate / SiLU-gate epilogue.
+//!
+//! - Decode (`m_rows ≤` [`MATVEC_MAX_ROWS`]): a memory-bound mat-vec streaming 16-byte weight units,
+//!   reduced with subgroups when the device has them.
+//! - Prefill: a tiled mat-mat (64 tokens × 64 weight rows per workgroup, 4×4 per thread).
+//!
+//! One dispatch per *segment*. Without SiLU gating a segment is a shard of the weight. With it, the
+//! weight's rows are `[gate; up]` (`HostMatrix::concat_rows(&[gate, up])` uploaded with
+//! [`GpuMatrix::upload`]: no special upload); gate row `f` and up row `F + f` may sit in different
+//! shards, so the gate range is cut wherever either side changes shard and each piece binds the shard
+//! holding its gate rows and the one holding its up rows (possibly the same buffer twice).
+
+use crate::quant::MatrixShard;
+use crate::{
+    elementwise, tensor, Defines, Dispatch, Gpu, GpuError, GpuMatrix, HostMatrix, KernelKey,
+    Result, Tensor, WeightFormat,
+};
+
+/// What is done with the product `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `out = y`
+    Store,
+    /// `out += y` (fused residual add)
+    Accumulate,
+    /// The weight has `2F` rows `[gate; up]`; `out[m, f] = silu(gate_f) · up_f`, out width `F`.
+    SiluGate,
+}
+
+impl Epilogue {
+    fn sym(self) -> &'static str {
+        match self {
+            Epilogue::Store => "store",
+            Epilogue::Accumulate => "acc",
+            Epilogue::SiluGate => "silu",
+        }
+    }
+}
+
+/// A linear layer: weight `[N, K]`, optional fused RMSNorm of the input rows, epilogue.
+pub struct LinearSpec<'a> {
+    /// `[N, K]`, any format, possibly several shards.
+    pub weight: &'a GpuMatrix,
+    /// Fused RMSNorm prologue: gamma `[K]`, eps. Rows of x are normalised first.
+    pub norm: Option<(&'a Tensor<f32>, f32)>,
+    pub epilogue: Epilogue,
+}
+
+/// Batches up to this many rows take the mat-vec path; larger ones the tiled mat-mat.
+pub const MATVEC_MAX_ROWS: usize = 8;
+/// Mat-vec launch shape (a parameter so the timing test can sweep it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tune {
+    /// Output columns per workgroup.
+    pub rows: u32,
+    /// Largest workgroup.
+    pub max_wg: u32,
+    /// Dequantise through float bit patterns instead of integer → float conversions.
+    pub magic: bool,
+}
+
+pub(crate) const TUNE: Tune = Tune {
+    rows: 4,
+    max_wg: 128,
+    magic: false,
+};
+/// Tokens per mat-mat tile.
+const MM_BM: u32 = 64;
+
+/// One dispatch's share of the weight: `rows` rows from `row_w` of `main` (gate rows for SiLU gating,
+/// with the up rows from `row_u` of `up`), producing output columns `col0 .. col0 + rows`.
+struct Segment<'a> {
+    main: &'a MatrixShard,
+    up: Option<&'a MatrixShard>,
+    row_w: usize,
+    row_u: usize,
+    rows: usize,
+    col0: usize,
+}
+
+fn shape_err(msg: String) -> GpuError {
+    GpuError::Shape(format!("linear: {msg}"))
+}
+
+fn segments(w: &GpuMatrix, gated: bool) -> Result<Vec<Segment<'_>>> {
+    let covered: usize = w.shards.iter().map(|s| s.rows).sum();
+    if covered != w.rows || w.shards.iter().any(|s| s.row0 + s.rows > w.rows) {
+        return Err(shape_err(format!(
+            "the shards of a [{}, {}] matrix do not partition its rows",
+            w.rows, w.cols
+        )));
+    }
+    if !gated {
+        return Ok(w
+            .shards
+            .iter()
+            .filter(|s| s.rows > 0)
+            .map(|s| Segment {
+                main: s,
+                up: None,
+                row_w: 0,
+                row_u: 0,
+                rows: s.rows,
+                col0: s.row0,
+            })
+            .collect());
+    }
+    let f = w.rows / 2;
+    let mut out = Vec::new();
+    for g in &w.shards {
+        // Gate rows [a, b) of this shard ...
+        let (a, b) = (g.row0, (g.row0 + g.rows).min(f));
+        for u in &w.shards {
+            // ... against up rows [F + lo, F + hi) of that one.
+            let lo = a.max(u.row0.saturating_sub(f));
+            let hi = b.min((u.row0 + u.rows).saturating_sub(f));
+            if lo < hi && u.row0 <= f + lo {
+                out.push(Segment {
+                    main: g,
+                    up: Some(u),
+                    row_w: lo - g.row0,
+                    row_u: f + lo - u.row0,
+                    rows: hi - lo,
+                    col0: lo,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| shape_err(format!("{what} = {v} does not fit in u32")))
+}
+
+/// `out[m, :] (= or +=) f(x[x_row_offset + m, :]) · Wᵀ` for `m in 0..m_rows`.
+/// x: `[*, K]` f32; out: `[m_rows, N]` (or `[m_rows, N/2]` for [`Epilogue::SiluGate`]) f32, row stride `N`
+/// (or `N/2`); a larger `out` is fine. `K` must be a multiple of 32. Returns one dispatch per segment
+/// (see the module doc); nothing for `m_rows == 0`.
+pub async fn linear(
+    gpu: &Gpu,
+    spec: &LinearSpec<'_>,
+    x: &Tensor<f32>,
+    x_row_offset: usize,
+    m_rows: usize,
+    out: &Tensor<f32>,
+) -> Result<Vec<Dispatch>> {
+    linear_tuned(gpu, spec, x, x_row_offset, m_rows, out, TUNE).await
+}
+
+pub(crate) async fn linear_tuned(
+    gpu: &Gpu,
+    spec: &LinearSpec<'_>,
+    x: &Tensor<f32>,
+    x_row_offset: usize,
+    m_rows: usize,
+    out: &Tensor<f32>,
+    tune: Tune,
+) -> Result<Vec<Dispatch>> {
+    let w = spec.weight;
+    let (n, k) = (w.rows, w.cols);
+    let gated = spec.epilogue == Epilogue::SiluGate;
+    if k == 0 || !k.is_multiple_of(32) {
+        return Err(shape_err(format!(
+            "K = {k} (must be a positive multiple of 32)"
+        )));
+    }
+    if gated && !n.is_multiple_of(2) {
+        return Err(shape_err(format!(
+            "SiLU gate over {n} rows (must be [gate; up], even)"
+        )));
+    }
+    let n_out = if gated { n / 2 } else { n };
+    let x_width_ok = match x.shape() {
+        [.., w] if x.shape().len() >= 2 => *w == k,
+        _ => x.len().is_multiple_of(k),
+    };
+    if !x_width_ok || (x_row_offset + m_rows) * k > x.len() {
+        return Err(shape_err(format!(
+            "x {:?} does not hold rows {x_row_offset}..{} of width {k}",
+            x.shape(),
+            x_row_offset + m_rows
+        )));
+    }
+    if m_rows * n_out > out.len() {
+        return Err(shape_err(format!(
+            "out {:?} is smaller than [{m_rows}, {n_out}]",
+            out.shape()
+        )));
+    }
+    if x.buffer() == out.buffer() {
+        return Err(shape_err("x and out are the same tensor".into()));
+    }
+    if let Some((g, _)) = spec.norm {
+        if g.len() != k {
+            return Err(shape_err(format!(
+                "norm weight {:?}, want [{k}]",
+                g.shape()
+            )));
+        }
+    }
+    if m_rows == 0 {
+        return Ok(vec![]);
+    }
+    let segs = segments(w, gated)?;
+
+    let mut defs = Defines::new()
+        .sym("WEIGHT", w.format.sym())
+        .u32("K", u32_of(k, "K")?)
+        .flag("NORM", spec.norm.is_some())
+        .sym("EPI", spec.epilogue.sym());
+    if let Some((_, eps)) = spec.norm {
+        defs = defs.f32("EPS", eps);
+    }
+    let matvec = m_rows <= MATVEC_MAX_ROWS;
+    let mt: u32 = if m_rows == 1 { 1 } else { 4 };
+    let kernel = if matvec {
+        let f = gpu.features();
+        let units = k / unit_weights(w.format);
+        // Enough threads to cover a row in one or two steps; a power of two for the tree reduction.
+        let wg = (units.next_power_of_two() as u32).clamp(32, tune.max_wg);
+        defs = defs
+            .flag("MATVEC", true)
+            .u32("WG", wg)
+            .u32("R", tune.rows)
+            .flag("MAGIC", tune.magic)
+            .u32("MT", mt)
+            .flag("SUBGROUPS", f.subgroups)
+            .u32("SG_MIN", f.subgroup_min_size.max(4))
+            .flag("WEB_SUBGROUPS", cfg!(target_arch = "wasm32") && f.subgroups);
+        gpu.kernel(KernelKey::new("matmul", "matvec", defs)).await?
+    } else {
+        defs = defs.flag("MATVEC", false);
+        gpu.kernel(KernelKey::new("matmul", "matmul", defs)).await?
+    };
+
+    let mut dispatches = Vec::with_capacity(segs.len());
+    for s in &segs {
+        let params = tensor::uniform(
+            gpu,
+            "linear.params",
+            &[
+                u32_of(s.row_w, "row")?,
+                u32_of(s.row_u, "row")?,
+                u32_of(s.rows, "rows")?,
+                u32_of(s.col0, "column")?,
+                u32_of(m_rows, "m_rows")?,
+                u32_of(x_row_offset, "x_row_offset")?,
+                u32_of(n_out, "N")?,
+                0,
+            ],
+        );
+        let mut b = vec![
+            params.as_entire_buffer_binding(),
+            x.binding(),
+            out.binding(),
+            s.main.qs.as_entire_buffer_binding(),
+            s.main.scales.as_entire_buffer_binding(),
+        ];
+        if let Some(u) = s.up {
+            b.push(u.qs.as_entire_buffer_binding());
+            b.push(u.scales.as_entire_buffer_binding());
+        }
+        if let Some((g, _)) = spec.norm {
+            b.push(g.binding());
+        }
+        let grid = if matvec {
+            let [gx, gy, _] = elementwise::grid(gpu, s.rows, tune.rows);
+            [gx, gy, u32_of(m_rows.div_ceil(mt as usize), "m_rows")?]
+        } else {
+            let bno = if gated { 32 } else { 64 };
+            [
+                u32_of(s.rows.div_ceil(bno), "column tiles")?,
+                u32_of(m_rows.div_ceil(MM_BM as usize), "row tiles")?,
+                1,
+            ]
+        };
+        dispatches.push(gpu.dispatch(&kernel, &b, grid)?);
+    }
+    Ok(dispatches)
+}
+
+/// Weights per 16-byte unit of a row (the mat-vec's load granularity).
+fn unit_weights(f: WeightFormat) -> usize {
+    match f {
+        WeightFormat::Q4 => 32,
+        WeightFormat::Q8 => 16,
+        WeightFormat::F32 => 4,
+    }
+}
+
+/// CPU reference of [`linear`] (plain loops, f64 accumulation, weights through
+/// [`HostMatrix::dequantize_row`]). A test helper: panics when the slices are too short.
+pub fn linear_ref(
+    w: &HostMatrix,
+    norm: Option<(&[f32], f32)>,
+    epilogue: Epilogue,
+    x: &[f32],
+    x_row_offset: usize,
+    m_rows: usize,
+    out: &mut [f32],
+) {
+    let k = w.cols;
+    let n_out = if epilogue == Epilogue::SiluGate {
+        w.rows / 2
+    } else {
+        w.rows
+    };
+    let rows: Vec<Vec<f32>> = (0..w.rows).map(|r| w.dequantize_row(r)).collect();
+    for m in 0..m_rows {
+        let xr = &x[(x_row_offset + m) * k..(x_row_offset + m + 1) * k];
+        let xn: Vec<f64> = match norm {
+            Some((gamma, eps)) => {
+                let ms = xr.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / k as f64;
+                let inv = 1.0 / (ms + eps as f64).sqrt();
+                xr.iter()
+                    .zip(gamma)
+                    .map(|(&v, &g)| v as f64 * inv * g as f64)
+                    .collect()
+            }
+            None => xr.iter().map(|&v| v as f64).collect(),
+        };
+        let dot = |r: usize| -> f64 { rows[r].iter().zip(&xn).map(|(&a, b)| a as f64 * b).sum() };
+        for c in 0..n_out {
+            let o = &mut out[m * n_out + c];
+            match epilogue {
+                Epilogue::Store => *o = dot(c) as f32,
+                Epilogue::Accumulate => *o += dot(c) as f32,
+                Epilogue::SiluGate => {
+                    let (g, u) = (dot(c), dot(n_out + c));
+                    *o = (g / (1.0 + (-g).exp()) * u) as f32;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

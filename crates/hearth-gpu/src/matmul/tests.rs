@@ -1,0 +1,302 @@
+//! Every path of [`linear`] against [`linear_ref`]: formats × norm × epilogue, mat-vec (1 and 5 rows)
+//! and mat-mat (37 rows, partial tiles), subgroup and tree reductions, several shards, x_row_offset ≠ 0.
+//!
+//! Tolerance: the GPU sums ≤ 576 f32 products in its own order, the reference in f64; the expected
+//! f32 error is ~√K·ε·|y| ≈ 1e-5 relative (outputs are |y| ≲ 30, SiLU-gated ≲ 300), so
+//! `atol 1e-3 + rtol 1e-4` has ample margin, while any wrong weight, scale, row or column is far
+//! outside it (one Q4 code off by one moves y by ≈ scale·|x| ≈ 0.13 · 0.5).
+
+// Tests may unwrap (conventions).
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::testing::*;
+use crate::{GpuOptions, Program};
+
+const ATOL: f32 = 1e-3;
+const RTOL: f32 = 1e-4;
+const FORMATS: [WeightFormat; 3] = [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4];
+const EPILOGUES: [Epilogue; 3] = [Epilogue::Store, Epilogue::Accumulate, Epilogue::SiluGate];
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    format: WeightFormat,
+    /// Weight rows (2F for SiluGate).
+    n: usize,
+    k: usize,
+    norm: bool,
+    epi: Epilogue,
+    m: usize,
+    x_off: usize,
+}
+
+fn host(format: WeightFormat, rows: usize, cols: usize, seed: u64) -> HostMatrix {
+    let w = random(seed, rows * cols, 1.0);
+    match format {
+        WeightFormat::F32 => HostMatrix::from_f32(rows, cols, &w),
+        WeightFormat::Q8 => HostMatrix::quantize_q8(rows, cols, &w),
+        WeightFormat::Q4 => HostMatrix::quantize_q4(rows, cols, &w),
+    }
+    .unwrap()
+}
+
+/// Runs `c` on `gpu` and compares with the reference; returns the number of dispatches.
+fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
+    let hm = host(c.format, c.n, c.k, seed);
+    let w = GpuMatrix::upload(gpu, "w", &hm).unwrap();
+    let n_out = if c.epi == Epilogue::SiluGate {
+        c.n / 2
+    } else {
+        c.n
+    };
+    let x_rows = c.x_off + c.m + 2;
+    let xs = random(seed + 1, x_rows * c.k, 1.0);
+    // gamma in [0.5, 1.5): a norm bug cannot hide behind gamma ≈ 0.
+    let gamma: Vec<f32> = random(seed + 2, c.k, 0.5).iter().map(|g| g + 1.0).collect();
+    let init = random(seed + 3, c.m * n_out, 1.0);
+    let x = Tensor::from_slice(gpu, "x", &[x_rows, c.k], &xs).unwrap();
+    let g = Tensor::from_slice(gpu, "gamma", &[c.k], &gamma).unwrap();
+    let out = Tensor::from_slice(gpu, "out", &[c.m, n_out], &init).unwrap();
+    let spec = LinearSpec {
+        weight: &w,
+        norm: c.norm.then_some((&g, 1e-5)),
+        epilogue: c.epi,
+    };
+    let ds = block(linear(gpu, &spec, &x, c.x_off, c.m, &out)).unwrap();
+    let n_dispatches = ds.len();
+    let mut p = Program::new();
+    p.extend(ds);
+    gpu.submit(&p);
+    let got = block(out.read(gpu)).unwrap();
+    let mut want = init;
+    let norm = c.norm.then_some((&gamma[..], 1e-5));
+    linear_ref(&hm, norm, c.epi, &xs, c.x_off, c.m, &mut want);
+    let what = format!("{c:?} ({} shards)", w.shards.len());
+    assert_close(&what, &got, &want, ATOL, RTOL);
+    n_dispatches
+}
+
+fn sweep(gpu: &Gpu, k: usize, ms: &[usize], norms: &[bool]) {
+    let mut seed = 100;
+    for format in FORMATS {
+        for epi in EPILOGUES {
+            for &norm in norms {
+                for &m in ms {
+                    // N not a multiple of any tile (mat-vec 4 columns, mat-mat 64 / 32).
+                    let n = if epi == Epilogue::SiluGate {
+                        2 * 75
+                    } else {
+                        103
+                    };
+                    let c = Case {
+                        format,
+                        n,
+                        k,
+                        norm,
+                        epi,
+                        m,
+                        x_off: 3,
+                    };
+                    check(gpu, c, seed);
+                    seed += 10;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn all_formats_fusions_and_paths_k576() {
+    // m = 1: mat-vec, one token per workgroup; 37: mat-mat with a partial row tile.
+    sweep(&gpu(), 576, &[1, 37], &[false, true]);
+}
+
+#[test]
+fn all_formats_fusions_and_paths_k64() {
+    // m = 5: mat-vec with 4 tokens per workgroup and a partial token block.
+    sweep(&gpu(), 64, &[1, 5, 37], &[true]);
+}
+
+#[test]
+fn tree_reduction_without_subgroups() {
+    let gpu = gpu_with(&GpuOptions {
+        allow_subgroups: false,
+        ..GpuOptions::default()
+    });
+    assert!(!gpu.features().subgroups);
+    sweep(&gpu, 576, &[1, 5], &[false, true]);
+}
+
+#[test]
+fn path_selection_follows_batch_size_and_features() {
+    // The other tests only cover both reductions if the kernel really follows `features().subgroups`.
+    for allow_subgroups in [true, false] {
+        let gpu = gpu_with(&GpuOptions {
+            allow_subgroups,
+            ..GpuOptions::default()
+        });
+        let f = gpu.features();
+        eprintln!(
+            "subgroups: {} (sizes {}..={})",
+            f.subgroups, f.subgroup_min_size, f.subgroup_max_size
+        );
+        let w = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::Q4, 64, 64, 1)).unwrap();
+        let x = Tensor::<f32>::zeros(&gpu, "x", &[9, 64]).unwrap();
+        let out = Tensor::<f32>::zeros(&gpu, "out", &[9, 64]).unwrap();
+        let spec = LinearSpec {
+            weight: &w,
+            norm: None,
+            epilogue: Epilogue::Store,
+        };
+        for (m, entry) in [(1, "matvec"), (MATVEC_MAX_ROWS, "matvec"), (9, "matmul")] {
+            let d = block(linear(&gpu, &spec, &x, 0, m, &out)).unwrap();
+            let key = &d[0].kernel.key;
+            assert_eq!(key.entry, entry, "m = {m}");
+            if entry == "matvec" {
+                let sg = key.defines.get("SUBGROUPS");
+                assert_eq!(sg, Some(&crate::shaders::Value::Bool(f.subgroups)));
+            }
+        }
+    }
+}
+
+#[test]
+fn several_shards_with_gate_and_up_in_different_shards() {
+    // 32 KiB bindings: Q4 [300, 576] → shards of 64 rows, Q8 → 56, F32 → 14 (unaligned boundaries);
+    // gate rows 0..150 and up rows 150..300 are cut at different places.
+    let gpu = gpu_with(&GpuOptions {
+        max_binding_override: Some(32 * 1024),
+        ..GpuOptions::default()
+    });
+    let mut seed = 500;
+    for format in FORMATS {
+        for (epi, norm) in [
+            (Epilogue::Store, false),
+            (Epilogue::Accumulate, true),
+            (Epilogue::SiluGate, true),
+        ] {
+            for m in [1, 10] {
+                let c = Case {
+                    format,
+                    n: 300,
+                    k: 576,
+                    norm,
+                    epi,
+                    m,
+                    x_off: 1,
+                };
+                let d = check(&gpu, c, seed);
+                assert!(d > 2, "{c:?}: expected several segments, got {d}");
+                seed += 10;
+            }
+        }
+    }
+}
+
+#[test]
+fn gated_segments_pair_each_gate_row_with_its_up_row() {
+    let gpu = gpu_with(&GpuOptions {
+        max_binding_override: Some(14 * 4 * 64),
+        ..GpuOptions::default()
+    });
+    // F32 [150, 64]: 14 rows per shard; F = 75.
+    let w = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::F32, 150, 64, 1)).unwrap();
+    let segs = segments(&w, true).unwrap();
+    let mut next = 0;
+    for s in &segs {
+        let up = s.up.unwrap();
+        assert_eq!(s.col0, next, "segments are contiguous");
+        assert_eq!(s.main.row0 + s.row_w, s.col0);
+        assert_eq!(up.row0 + s.row_u, 75 + s.col0);
+        assert!(s.row_w + s.rows <= s.main.rows && s.row_u + s.rows <= up.rows);
+        next += s.rows;
+    }
+    assert_eq!(next, 75);
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let gpu = gpu();
+    let w = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::Q4, 10, 64, 1)).unwrap();
+    let x = Tensor::<f32>::zeros(&gpu, "x", &[4, 64]).unwrap();
+    let x_narrow = Tensor::<f32>::zeros(&gpu, "x", &[4, 32]).unwrap();
+    let out = Tensor::<f32>::zeros(&gpu, "out", &[4, 10]).unwrap();
+    let g_bad = Tensor::<f32>::zeros(&gpu, "g", &[63]).unwrap();
+    let spec = |norm, epilogue| LinearSpec {
+        weight: &w,
+        norm,
+        epilogue,
+    };
+    let shape = |r: Result<Vec<Dispatch>>| matches!(r, Err(GpuError::Shape(_)));
+    let store = spec(None, Epilogue::Store);
+    assert!(shape(block(linear(&gpu, &store, &x_narrow, 0, 1, &out))));
+    assert!(shape(block(linear(&gpu, &store, &x, 2, 3, &out))));
+    assert!(shape(block(linear(&gpu, &store, &x, 0, 5, &out))));
+    assert!(shape(block(linear(&gpu, &store, &x, 0, 1, &x))));
+    let normed = spec(Some((&g_bad, 1e-5)), Epilogue::Store);
+    assert!(shape(block(linear(&gpu, &normed, &x, 0, 1, &out))));
+    let w_odd = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::F32, 7, 64, 1)).unwrap();
+    let gated = LinearSpec {
+        weight: &w_odd,
+        norm: None,
+        epilogue: Epilogue::SiluGate,
+    };
+    assert!(shape(block(linear(&gpu, &gated, &x, 0, 1, &out))));
+    let w_k = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::F32, 4, 8, 1)).unwrap();
+    let x8 = Tensor::<f32>::zeros(&gpu, "x", &[4, 8]).unwrap();
+    let k8 = LinearSpec {
+        weight: &w_k,
+        norm: None,
+        epilogue: Epilogue::Store,
+    };
+    assert!(shape(block(linear(&gpu, &k8, &x8, 0, 1, &out))));
+    // The well-formed call works, and zero rows record nothing.
+    assert_eq!(
+        block(linear(&gpu, &store, &x, 0, 4, &out)).unwrap().len(),
+        1
+    );
+    assert!(block(linear(&gpu, &store, &x, 0, 0, &out))
+        .unwrap()
+        .is_empty());
+}
+
+/// Rough timings (lavapipe gives CPU numbers only): `cargo test -p hearth-gpu --release matmul_timing
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn matmul_timing() {
+    use std::time::Instant;
+    let gpu = gpu();
+    eprintln!("{}", gpu.describe());
+    let (n, k) = (2048, 2048);
+    let hm = host(WeightFormat::Q4, n, k, 1);
+    let w = GpuMatrix::upload(&gpu, "w", &hm).unwrap();
+    let spec = LinearSpec {
+        weight: &w,
+        norm: None,
+        epilogue: Epilogue::Store,
+    };
+    for m in [1usize, 512] {
+        let x = Tensor::from_slice(&gpu, "x", &[m, k], &random(2, m * k, 1.0)).unwrap();
+        let out = Tensor::<f32>::zeros(&gpu, "out", &[m, n]).unwrap();
+        let mut p = Program::new();
+        p.extend(block(linear(&gpu, &spec, &x, 0, m, &out)).unwrap());
+        let reps = if m == 1 { 20 } else { 3 };
+        // Warm-up (compilation, first-touch).
+        gpu.submit(&p);
+        block(out.read(&gpu)).unwrap();
+        let t = Instant::now();
+        for _ in 0..reps {
+            gpu.submit(&p);
+        }
+        block(out.read(&gpu)).unwrap();
+        let dt = t.elapsed().as_secs_f64() / reps as f64;
+        let bytes = w.bytes() as f64;
+        eprintln!(
+            "Q4 [{n}, {k}] m={m}: {:.3} ms/iter ({:.2} GB/s of weights, {:.2} GFLOP/s)",
+            dt * 1e3,
+            bytes / dt / 1e9,
+            2.0 * (m * n * k) as f64 / dt / 1e9
+        );
+    }
+}
