@@ -1,0 +1,137 @@
+// Bundles the extension into dist/ and zips it for the stores. `make extension` runs the Rust/wasm
+// steps first (cargo → wasm-bindgen → wasm-opt into pkg/) and the type check; this script only
+// bundles and copies, so it is fast and can run on its own: `node build.mjs`.
+//
+// One bundle per entry point: the service worker is an ES module (manifest `type: module`, static
+// imports only), the side panel a module script, and the content script a classic IIFE because
+// `chrome.scripting.executeScript({ files })` injects classic scripts.
+
+import { build } from 'esbuild';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { deflateRawSync } from 'node:zlib';
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, 'dist');
+const pkg = join(root, 'pkg');
+const zipPath = join(root, 'hearth-extension.zip');
+
+for (const f of ['hearth_wasm.js', 'hearth_wasm_bg.wasm']) {
+  if (!existsSync(join(pkg, f))) {
+    console.error(`extension/pkg/${f} is missing: run \`make extension\` (it builds the wasm first).`);
+    process.exit(1);
+  }
+}
+
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+
+const common = {
+  bundle: true,
+  target: 'chrome124',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  legalComments: 'none',
+};
+await build({
+  ...common,
+  entryPoints: { background: 'src/background.ts', sidepanel: 'src/sidepanel.ts' },
+  format: 'esm',
+  outdir: dist,
+  absWorkingDir: root,
+});
+await build({
+  ...common,
+  entryPoints: { content: 'src/content.ts' },
+  format: 'iife',
+  outdir: dist,
+  absWorkingDir: root,
+});
+
+// The service worker may not load code at run time: refuse a bundle that kept a dynamic import.
+const bg = readFileSync(join(dist, 'background.js'), 'utf8');
+if (/\bimport\s*\(/.test(bg)) {
+  console.error('dist/background.js contains a dynamic import(), which service workers reject.');
+  process.exit(1);
+}
+
+copyFileSync(join(root, 'manifest.json'), join(dist, 'manifest.json'));
+for (const f of readdirSync(join(root, 'static'))) copyFileSync(join(root, 'static', f), join(dist, f));
+copyFileSync(join(pkg, 'hearth_wasm_bg.wasm'), join(dist, 'hearth_wasm_bg.wasm'));
+
+// ---- A store-ready zip of dist/ (stored paths relative to dist/, no directory entries needed) ----
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function files(dir) {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : [join(dir, f)]));
+}
+
+function zip(srcDir, out) {
+  const locals = [];
+  const centrals = [];
+  let offset = 0;
+  // A fixed timestamp (1980-01-01) keeps the zip reproducible.
+  const [time, date] = [0, (0 << 9) | (1 << 5) | 1];
+  for (const path of files(srcDir)) {
+    const name = Buffer.from(relative(srcDir, path).split('\\').join('/'));
+    const data = readFileSync(path);
+    const deflated = deflateRawSync(data, { level: 9 });
+    const [method, body] = deflated.length < data.length ? [8, deflated] : [0, data];
+    const crc = crc32(data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(0, 6);
+    local.writeUInt16LE(method, 8);
+    local.writeUInt16LE(time, 10);
+    local.writeUInt16LE(date, 12);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(body.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    local.writeUInt16LE(0, 28);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE(20, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(0, 8);
+    central.writeUInt16LE(method, 10);
+    central.writeUInt16LE(time, 12);
+    central.writeUInt16LE(date, 14);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(body.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(offset, 42);
+    locals.push(local, name, body);
+    centrals.push(central, name);
+    offset += local.length + name.length + body.length;
+  }
+  const cd = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(centrals.length / 2, 8);
+  end.writeUInt16LE(centrals.length / 2, 10);
+  end.writeUInt32LE(cd.length, 12);
+  end.writeUInt32LE(offset, 16);
+  writeFileSync(out, Buffer.concat([...locals, cd, end]));
+}
+
+zip(dist, zipPath);
+
+const sizes = files(dist).map((f) => `  ${relative(dist, f).padEnd(24)} ${(statSync(f).size / 1024).toFixed(1).padStart(8)} KiB`);
+console.log(`extension/dist:\n${sizes.join('\n')}`);
+console.log(`extension/hearth-extension.zip: ${(statSync(zipPath).size / 1024).toFixed(1)} KiB`);

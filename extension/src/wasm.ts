@@ -1,0 +1,75 @@
+// Loads the Rust engine (`crates/hearth-wasm`, built by `make extension`) into the service worker.
+//
+// Static import of the wasm-bindgen glue: service workers may not use `import()`. The module is
+// instantiated on first use, not at start-up, so that waking the worker for a context-menu click
+// does not compile 200+ KB of wasm.
+
+import init, * as hearth from '../pkg/hearth_wasm.js';
+import type { BrowserAdapterInfo, GpuInfo, SelfTestReport } from './messages.js';
+
+/** The file `make extension` copies next to `background.js`. */
+export const WASM_FILE = 'hearth_wasm_bg.wasm';
+
+let loading: Promise<void> | null = null;
+/** Set once a call traps (a Rust panic): the instance's memory may be inconsistent from then on. */
+let crashed: string | null = null;
+
+function load(): Promise<void> {
+  loading ??= init({ module_or_path: chrome.runtime.getURL(WASM_FILE) }).then(
+    () => undefined,
+    (e: unknown) => {
+      loading = null; // let the next call try again
+      throw new Error(`loading ${WASM_FILE} failed: ${String(e)}`);
+    },
+  );
+  return loading;
+}
+
+/** Runs `f` against the loaded module, turning a trap into a clear, sticky error. */
+async function call<T>(what: string, f: () => Promise<unknown>): Promise<T> {
+  if (crashed !== null) {
+    throw new Error(`the engine crashed earlier (${crashed}); reload the extension to recover`);
+  }
+  await load();
+  try {
+    return (await f()) as T;
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      crashed = `${what}: ${e.message}`;
+      throw new Error(`the engine crashed in ${what}: ${e.message} (see the service worker console)`);
+    }
+    throw e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+/** The slice of WebGPU's `navigator.gpu` used here (TypeScript's DOM lib has no WebGPU types). */
+interface NavigatorGpu {
+  gpu?: {
+    requestAdapter(): Promise<{
+      info?: Partial<Omit<BrowserAdapterInfo, 'isFallbackAdapter'>> & { isFallbackAdapter?: boolean };
+    } | null>;
+  };
+}
+
+/** Vendor, architecture… straight from the browser, for display next to the engine's report. */
+async function browserAdapter(): Promise<BrowserAdapterInfo | null> {
+  const adapter = await (navigator as NavigatorGpu).gpu?.requestAdapter();
+  const info = adapter?.info;
+  if (info === undefined) return null;
+  return {
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    description: info.description ?? '',
+    isFallbackAdapter: info.isFallbackAdapter ?? false,
+  };
+}
+
+export async function gpuInfo(): Promise<GpuInfo> {
+  const report = await call<Omit<GpuInfo, 'browser_adapter'>>('gpuInfo', () => hearth.gpuInfo());
+  return { ...report, browser_adapter: await browserAdapter().catch(() => null) };
+}
+
+export function selfTest(): Promise<SelfTestReport> {
+  return call('selfTest', () => hearth.selfTest());
+}
