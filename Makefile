@@ -1,0 +1,104 @@
+# Hearth. The two commands: `make run` and `make test` (see README.md). Both first run `make deps`,
+# which installs only what is missing (scripts/deps.sh), then fetch the models (manifest/*.json).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# The Makefile builds in the default target/ even when the caller has another CARGO_TARGET_DIR.
+unexport CARGO_TARGET_DIR
+CARGO ?= cargo
+export npm_config_cache ?= $(HOME)/.cache/npm
+
+HEARTH_MODELS ?= $(HOME)/.cache/hearth/models
+export HEARTH_MODELS
+SMOLLM2 := $(HEARTH_MODELS)/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+MINILM := $(HEARTH_MODELS)/all-minilm-l6-v2
+HEARTH := target/release/hearth
+
+PROMPT ?= What is the capital of France?
+MAX_TOKENS ?= 64
+BENCH_ARGS ?= --model $(SMOLLM2)
+
+WASM_RAW := target/wasm32-unknown-unknown/release/hearth_wasm.wasm
+PKG := extension/pkg
+NODE_BIN := extension/node_modules/.bin
+# The features rustc's wasm32 target emits by default; wasm-opt must keep to them.
+WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+                 --enable-mutable-globals --enable-reference-types --enable-multivalue
+
+.PHONY: help run test test-rust test-browser deps models release extension bench fmt lint clean
+
+help:
+	@echo 'make run       fetch models, build the CLI, answer "$(PROMPT)" with SmolLM2 on the GPU'
+	@echo 'make test      Rust tests (GPU ones on lavapipe) + the extension in Chromium (WebGPU)'
+	@echo 'make deps      install what is missing (apt, rustup target, wasm-bindgen-cli, npm ci)'
+	@echo 'make models    fetch and verify the models in $(HEARTH_MODELS)'
+	@echo 'make extension build extension/dist and extension/hearth-extension.zip'
+	@echo 'make bench     hearth bench $(BENCH_ARGS)'
+	@echo 'make fmt | lint | clean'
+
+deps:
+	@bash scripts/deps.sh
+
+models:
+	@python3 scripts/fetch_models.py
+
+release:
+	@echo '== cargo build --release -p hearth-cli'
+	$(CARGO) build --release -p hearth-cli
+
+run: deps models release
+	@echo '== hearth generate ($(SMOLLM2))'
+	$(HEARTH) generate --model "$(SMOLLM2)" --chat --prompt "$(PROMPT)" --max-tokens $(MAX_TOKENS)
+
+bench: deps models release
+	$(HEARTH) bench $(BENCH_ARGS)
+
+test: deps models
+	@$(MAKE) test-rust
+	@$(MAKE) extension
+	@$(MAKE) test-browser
+
+test-rust:
+	@echo '== cargo test --workspace (GPU tests run on lavapipe when there is no GPU)'
+	$(CARGO) test --workspace
+
+test-browser:
+	@test -f extension/dist/manifest.json || { echo 'extension/dist missing: run make extension'; exit 1; }
+	@echo '== browser tests: extension/dist in Chromium with WebGPU (SwiftShader)'
+	node --test tests/browser/
+
+# ---- The extension: Rust → wasm → wasm-bindgen → wasm-opt, then TypeScript → esbuild ----
+
+extension: deps
+	@echo '== cargo build -p hearth-wasm --target wasm32-unknown-unknown --release'
+	$(CARGO) build -p hearth-wasm --target wasm32-unknown-unknown --release
+	@$(MAKE) $(PKG)/hearth_wasm_bg.wasm
+	@echo '== tsc --noEmit (strict) and esbuild'
+	cd extension && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+# Re-run only when cargo produced a new module (cargo leaves an up-to-date artifact untouched).
+$(PKG)/hearth_wasm_bg.wasm: $(WASM_RAW)
+	@echo '== wasm-bindgen --target web, wasm-opt -O3'
+	rm -rf $(PKG).tmp
+	wasm-bindgen --target web --out-dir $(PKG).tmp $(WASM_RAW)
+	$(NODE_BIN)/wasm-opt -O3 $(WASM_FEATURES) $(PKG).tmp/hearth_wasm_bg.wasm -o $(PKG).tmp/hearth_wasm_bg.wasm
+	cd extension && node check-wasm.mjs pkg.tmp
+	rm -rf $(PKG) && mv $(PKG).tmp $(PKG)
+
+# ---- Formatting and lints ----
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p hearth-wasm --target wasm32-unknown-unknown -- -D warnings
+	cd extension && node_modules/.bin/tsc --noEmit -p .
+
+clean:
+	rm -rf extension/dist extension/pkg extension/pkg.tmp extension/hearth-extension.zip tests/browser/screenshots
+	$(CARGO) clean
