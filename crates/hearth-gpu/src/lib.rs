@@ -18,6 +18,9 @@ pub mod testing;
 
 pub mod elementwise;
 pub mod matmul;
+pub mod embed;
+pub mod norm;
+pub mod sample;
 
 pub use context::{Gpu, GpuFeatures, GpuOptions};
 pub use error::{GpuError, Result};
