@@ -17,7 +17,10 @@ pub mod tensor;
 pub mod testing;
 
 pub mod elementwise;
+pub mod attention;
+pub mod kv_cache;
 pub mod matmul;
+pub mod rope;
 pub mod embed;
 pub mod norm;
 pub mod sample;

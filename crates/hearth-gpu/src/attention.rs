@@ -1,0 +1,298 @@
+//! Causal grouped-query attention over the KV cache (`shaders/attention.wgsl`).
+//!
+//! - Decode (`m_rows == 1`): flash-decoding. The positions `0..=step.pos` are split into a fixed
+//!   number of chunks whose size follows the current length (read from the [`Step`] uniform), so the
+//!   recorded dispatch does the same work spread over the same workgroups at every step; each
+//!   workgroup scores one chunk for a block of q heads sharing a kv head and writes a partial
+//!   (max, Σexp, Σexp·v) into [`AttentionScratch`]; a second dispatch merges them.
+//! - Prefill (`m_rows > 1`): flash attention with online softmax, one query row per invocation, K/V
+//!   tiles in workgroup memory shared by the q heads of a kv group; supports `step.pos > 0` (a later
+//!   prompt chunk attending to the cache).
+//!
+//! RoPE must already have stored this batch's keys and values (see [`crate::rope::rope_and_store`]).
+
+use crate::kv_cache::KvCache;
+use crate::rope::Heads;
+use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
+
+/// Workgroup size of every attention pass (the decode tree reduction needs a power of two).
+const WG: u32 = 64;
+/// Workgroups the decode pass aims for at long context (enough to fill a discrete GPU).
+const DECODE_WORKGROUPS: usize = 256;
+
+/// How the decode pass splits its work; a pure function of the shapes, shared by the scratch and
+/// the launcher so they always agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DecodePlan {
+    /// q heads per workgroup (a divisor of the group size).
+    gb: usize,
+    /// Largest chunk, in positions (workgroup memory holds its scores).
+    cmax: usize,
+    /// Chunks.
+    chunks: usize,
+}
+
+impl DecodePlan {
+    fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize, max_len: usize) -> Self {
+        let group = n_heads / n_kv_heads.max(1);
+        // Workgroup memory: q [gb, hd] and per-lane partials grow with gb; ≤ 8 heads, ≤ 256 q floats.
+        let gb = (1..=group.min(8))
+            .rev()
+            .find(|&b| group.is_multiple_of(b) && b * head_dim <= 256)
+            .unwrap_or(1);
+        let cmax = 1024 / gb;
+        let blocks = n_heads / gb;
+        let chunks = DECODE_WORKGROUPS
+            .div_ceil(blocks.max(1))
+            .min(max_len)
+            .max(max_len.div_ceil(cmax))
+            .max(1);
+        Self { gb, cmax, chunks }
+    }
+}
+
+/// Scratch of the split-KV decode: per head and chunk a partial `acc` and `(max, sum)`. Create once
+/// per model and pass to every layer's [`attention`] (layers run one after another).
+#[derive(Debug)]
+pub struct AttentionScratch {
+    /// `[n_heads, chunks, ceil(head_dim/4)·4]`
+    acc: Tensor<f32>,
+    /// `[n_heads, chunks, 2]`
+    ml: Tensor<f32>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    max_len: usize,
+    plan: DecodePlan,
+}
+
+impl AttentionScratch {
+    pub fn new(
+        gpu: &Gpu,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        max_len: usize,
+    ) -> Result<Self> {
+        if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) || head_dim == 0 || max_len == 0 {
+            return Err(GpuError::Shape(format!(
+                "attention scratch: {n_heads} q heads / {n_kv_heads} kv heads × {head_dim}, {max_len} positions"
+            )));
+        }
+        let plan = DecodePlan::new(n_heads, n_kv_heads, head_dim, max_len);
+        let hd4 = head_dim.div_ceil(4) * 4;
+        Ok(Self {
+            acc: Tensor::zeros(gpu, "attn_part_acc", &[n_heads, plan.chunks, hd4])?,
+            ml: Tensor::zeros(gpu, "attn_part_ml", &[n_heads, plan.chunks, 2])?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            max_len,
+            plan,
+        })
+    }
+    /// Chunks the decode pass splits the context into.
+    pub fn chunks(&self) -> usize {
+        self.plan.chunks
+    }
+}
+
+/// `out[m, h·hd..] = softmax(q[m,h] · K[0..=step.pos+m]ᵀ / sqrt(hd)) · V[0..=step.pos+m]` for
+/// `m < min(m_rows, step.n_tokens)`, with K/V of kv head `h / (n_heads / n_kv_heads)` from `cache`
+/// layer `layer`. `qkv`: `[m_rows, (n_heads + 2·n_kv_heads)·head_dim]` (the q part is read);
+/// `out`: `[m_rows, n_heads·head_dim]`. Rows past `step.n_tokens` are left untouched; positions past
+/// the cache are clamped (the model must not step past `max_len`).
+#[allow(clippy::too_many_arguments)]
+pub async fn attention(
+    gpu: &Gpu,
+    qkv: &Tensor<f32>,
+    m_rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    cache: &KvCache,
+    layer: usize,
+    step: &Step,
+    scratch: &AttentionScratch,
+    out: &Tensor<f32>,
+) -> Result<Vec<Dispatch>> {
+    let shape = Heads {
+        m_rows,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    };
+    attention_with(gpu, qkv, shape, cache, layer, step, scratch, out, false).await
+}
+
+/// [`attention`], optionally forcing the prefill kernel for a single row (tests compare both paths).
+#[allow(clippy::too_many_arguments)]
+async fn attention_with(
+    gpu: &Gpu,
+    qkv: &Tensor<f32>,
+    s: Heads,
+    cache: &KvCache,
+    layer: usize,
+    step: &Step,
+    scratch: &AttentionScratch,
+    out: &Tensor<f32>,
+    force_prefill: bool,
+) -> Result<Vec<Dispatch>> {
+    let Heads {
+        m_rows,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    } = s;
+    s.check("attention", qkv, cache, layer)?;
+    if out.len() < m_rows * n_heads * head_dim {
+        return Err(GpuError::Shape(format!(
+            "attention: out {:?} is smaller than [{m_rows}, {}]",
+            out.shape(),
+            n_heads * head_dim
+        )));
+    }
+    let base = Defines::new()
+        .u32("NH", n_heads as u32)
+        .u32("KVH", n_kv_heads as u32)
+        .u32("HD", head_dim as u32)
+        .u32("MAXLEN", cache.max_len() as u32)
+        .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
+        .flag("F16", cache.is_f16())
+        .flag("VEC4", head_dim.is_multiple_of(4))
+        .u32("WG", WG);
+    let (k, v) = (cache.k_binding(layer)?, cache.v_binding(layer)?);
+
+    if m_rows > 1 || force_prefill {
+        // K/V tiles: 2 · BC · ceil(hd/4) vec4 within 16 KiB of workgroup memory.
+        let bc = (512 / head_dim.div_ceil(4)).min(32) as u32;
+        let kernel = gpu
+            .kernel(KernelKey::new(
+                "attention",
+                "prefill",
+                base.sym("PASS", "prefill").u32("BC", bc),
+            ))
+            .await?;
+        let rows = m_rows * (n_heads / n_kv_heads);
+        let d = gpu.dispatch(
+            &kernel,
+            &[qkv.binding(), k, v, step.binding(), out.binding()],
+            [rows.div_ceil(WG as usize) as u32, n_kv_heads as u32, 1],
+        )?;
+        return Ok(vec![d]);
+    }
+
+    if (
+        scratch.n_heads,
+        scratch.n_kv_heads,
+        scratch.head_dim,
+        scratch.max_len,
+    ) != (n_heads, n_kv_heads, head_dim, cache.max_len())
+    {
+        return Err(GpuError::Shape(format!(
+            "attention: scratch made for {} / {} heads × {}, {} positions; called with {n_heads} / \
+             {n_kv_heads} × {head_dim}, {} positions",
+            scratch.n_heads,
+            scratch.n_kv_heads,
+            scratch.head_dim,
+            scratch.max_len,
+            cache.max_len()
+        )));
+    }
+    let plan = scratch.plan;
+    let split = base
+        .u32("GB", plan.gb as u32)
+        .u32("NC", plan.chunks as u32)
+        .u32("CMAX", plan.cmax as u32)
+        .flag("SUBGROUPS", gpu.features().subgroups)
+        .flag("WEB", cfg!(target_arch = "wasm32"));
+    let decode = gpu
+        .kernel(KernelKey::new(
+            "attention",
+            "decode",
+            split.clone().sym("PASS", "decode"),
+        ))
+        .await?;
+    let combine = gpu
+        .kernel(KernelKey::new(
+            "attention",
+            "combine",
+            split.sym("PASS", "combine"),
+        ))
+        .await?;
+    Ok(vec![
+        gpu.dispatch(
+            &decode,
+            &[
+                qkv.binding(),
+                k,
+                v,
+                step.binding(),
+                scratch.acc.binding(),
+                scratch.ml.binding(),
+            ],
+            [(n_heads / plan.gb) as u32, plan.chunks as u32, 1],
+        )?,
+        gpu.dispatch(
+            &combine,
+            &[
+                scratch.acc.binding(),
+                scratch.ml.binding(),
+                out.binding(),
+                step.binding(),
+            ],
+            [n_heads as u32, 1, 1],
+        )?,
+    ])
+}
+
+/// CPU reference of [`attention`]: plain loops in f64. `qkv`: `[m_rows, (n_heads + 2·n_kv_heads)·
+/// head_dim]`; `k`, `v`: the cache contents `[≥ pos + m_rows, n_kv_heads, head_dim]`; returns
+/// `[m_rows, n_heads·head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_ref(
+    qkv: &[f32],
+    m_rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    k: &[f32],
+    v: &[f32],
+    pos: usize,
+) -> Vec<f32> {
+    let row = (n_heads + 2 * n_kv_heads) * head_dim;
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut out = vec![0f32; m_rows * n_heads * head_dim];
+    for m in 0..m_rows {
+        for h in 0..n_heads {
+            let q = &qkv[m * row + h * head_dim..][..head_dim];
+            let kv_at = |p: usize| (p * n_kv_heads + h / group) * head_dim;
+            let scores: Vec<f64> = (0..=pos + m)
+                .map(|p| {
+                    let kp = &k[kv_at(p)..][..head_dim];
+                    q.iter()
+                        .zip(kp)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            for d in 0..head_dim {
+                let a: f64 = w
+                    .iter()
+                    .enumerate()
+                    .map(|(p, wp)| wp * v[kv_at(p) + d] as f64)
+                    .sum();
+                out[(m * n_heads + h) * head_dim + d] = (a / total) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! Both attention passes against [`attention_ref`]: prefill with GQA at pos 0 and pos > 0, single rows
+//! through both kernels, decode replayed from one recorded program across chunk-size changes up to
+//! 1024 positions, f16 and f32 caches, subgroup and fallback reductions, head dims 32/34/64/80/256,
+//! and RoPE + attention chained over two prompt chunks and decode steps.
+//!
+//! Tolerance: both sides see the same (f16-rounded) cache; the GPU sums ≤ 1024 terms in f32, the
+//! reference in f64, so errors are ~1e-7 on outputs of magnitude ≲ 1; a wrong position, head or
+//! mask moves outputs by ~1e-2 or more.
+
+// Tests may unwrap (conventions).
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::rope::{rope_and_store, rope_ref, RopeStyle};
+use crate::testing::*;
+use crate::{GpuOptions, Program};
+
+const ATOL: f32 = 2e-5;
+const RTOL: f32 = 1e-4;
+
+/// A cache whose layer 1 holds random keys and values at every position (layer 0 stays zero, so
+/// reading the wrong layer shows), with what it really stores (f16-rounded) for the reference.
+fn random_cache(
+    gpu: &Gpu,
+    kvh: usize,
+    hd: usize,
+    max_len: usize,
+    f16: bool,
+) -> (KvCache, Vec<f32>, Vec<f32>) {
+    let cache = KvCache::new_with(gpu, 2, kvh, hd, max_len, f16).unwrap();
+    let n = max_len * kvh * hd;
+    let (k, v) = (random(11, n, 1.0), random(12, n, 1.0));
+    cache.write_positions(gpu, 1, 0, &k, &v).unwrap();
+    let (k, v) = block(cache.read_layer(gpu, 1)).unwrap();
+    (cache, k, v)
+}
+
+/// Runs one batch of `m` rows at `pos` against a random cache and checks it against the reference.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    gpu: &Gpu,
+    nh: usize,
+    kvh: usize,
+    hd: usize,
+    m: usize,
+    pos: usize,
+    f16: bool,
+    force_prefill: bool,
+) {
+    let max_len = pos + m + 5;
+    let (cache, k, v) = random_cache(gpu, kvh, hd, max_len, f16);
+    let row = (nh + 2 * kvh) * hd;
+    // Large q makes the softmax peaked, so the running max matters.
+    let x = random(13 + m as u64, m * row, 3.0);
+    let qkv = Tensor::from_slice(gpu, "qkv", &[m, row], &x).unwrap();
+    let out = Tensor::zeros(gpu, "out", &[m, nh * hd]).unwrap();
+    let scratch = AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap();
+    let step = Step::new(gpu);
+    step.set(gpu, pos as u32, m as u32);
+    let shape = Heads {
+        m_rows: m,
+        n_heads: nh,
+        n_kv_heads: kvh,
+        head_dim: hd,
+    };
+    let mut p = Program::new();
+    p.extend(
+        block(attention_with(
+            gpu,
+            &qkv,
+            shape,
+            &cache,
+            1,
+            &step,
+            &scratch,
+            &out,
+            force_prefill,
+        ))
+        .unwrap(),
+    );
+    gpu.submit(&p);
+    let got = block(out.read(gpu)).unwrap();
+    let want = attention_ref(&x, m, nh, kvh, hd, &k, &v, pos);
+    let what = format!(
+        "attention {nh}/{kvh}×{hd} m={m} pos={pos} f16={f16} prefill={}",
+        force_prefill || m > 1
+    );
+    assert_close(&what, &got, &want, ATOL, RTOL);
+}
+
+#[test]
+fn attention_prefill_gqa_matches_reference() {
+    let gpu = gpu();
+    for pos in [0, 33] {
+        for m in [1, 5, 70] {
+            check(&gpu, 6, 2, 64, m, pos, false, false);
+            check(&gpu, 6, 2, 64, m, pos, true, false);
+        }
+        // A single row through the prefill kernel too (the decode pass is the default).
+        check(&gpu, 6, 2, 64, 1, pos, false, true);
+        check(&gpu, 6, 2, 64, 1, pos, true, true);
+    }
+}
+
+#[test]
+fn attention_other_head_dims() {
+    let gpu = gpu();
+    // 34: not a multiple of 4 (scalar cache loads); 256: one head per decode workgroup.
+    for hd in [32, 34, 80, 256] {
+        check(&gpu, 4, 2, hd, 5, 3, true, false);
+        check(&gpu, 4, 2, hd, 1, 40, true, false);
+    }
+    // No grouping (multi-head attention) and a wide group.
+    check(&gpu, 3, 3, 64, 7, 9, false, false);
+    check(&gpu, 16, 1, 64, 1, 70, false, false);
+}
+
+/// One recorded decode program replayed at many positions, as the model does; positions chosen
+/// around the chunk-size changes (multiples of the chunk count) and up to a long context.
+fn decode_replay(gpu: &Gpu, f16: bool) {
+    let (nh, kvh, hd, max_len) = (6, 2, 64, 1024);
+    let (cache, k, v) = random_cache(gpu, kvh, hd, max_len, f16);
+    let row = (nh + 2 * kvh) * hd;
+    let x = random(21, row, 3.0);
+    let qkv = Tensor::from_slice(gpu, "qkv", &[1, row], &x).unwrap();
+    let out = Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap();
+    let scratch = AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap();
+    let nc = scratch.chunks();
+    let step = Step::new(gpu);
+    let mut p = Program::new();
+    p.extend(
+        block(attention(
+            gpu, &qkv, 1, nh, kvh, hd, &cache, 1, &step, &scratch, &out,
+        ))
+        .unwrap(),
+    );
+    for pos in [
+        0,
+        1,
+        5,
+        nc - 2,
+        nc - 1,
+        nc,
+        2 * nc - 1,
+        2 * nc,
+        2 * nc + 1,
+        500,
+        999,
+        max_len - 1,
+    ] {
+        step.set(gpu, pos as u32, 1);
+        gpu.submit(&p);
+        let got = block(out.read(gpu)).unwrap();
+        let want = attention_ref(&x, 1, nh, kvh, hd, &k, &v, pos);
+        let what = format!(
+            "decode pos={pos} chunks={nc} f16={f16} subgroups={}",
+            gpu.features().subgroups
+        );
+        assert_close(&what, &got, &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn attention_decode_replayed_over_positions() {
+    let gpu = gpu();
+    assert!(
+        gpu.features().f16 && gpu.features().subgroups,
+        "lavapipe has both; this test covers them"
+    );
+    decode_replay(&gpu, true);
+    decode_replay(&gpu, false);
+    let plain = gpu_with(&GpuOptions {
+        allow_f16: false,
+        allow_subgroups: false,
+        ..GpuOptions::default()
+    });
+    decode_replay(&plain, false);
+}
+
+/// RoPE + attention as the model chains them: two prompt chunks, then decode steps replayed from
+/// one recorded program, against the CPU references of both.
+#[test]
+fn rope_then_attention_over_chunks_and_decode() {
+    let gpu = gpu();
+    let (nh, kvh, hd, max_len) = (4, 2, 32, 64);
+    let row = (nh + 2 * kvh) * hd;
+    let inv_freq: Vec<f32> = (0..hd / 2)
+        .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
+        .collect();
+    let freq = Tensor::from_slice(&gpu, "inv_freq", &[hd / 2], &inv_freq).unwrap();
+    let cache = KvCache::new(&gpu, 1, kvh, hd, max_len).unwrap();
+    let scratch = AttentionScratch::new(&gpu, nh, kvh, hd, max_len).unwrap();
+    let step = Step::new(&gpu);
+    let (mut ref_k, mut ref_v) = (Vec::new(), Vec::new());
+    let record = |m: usize, qkv: &Tensor<f32>, out: &Tensor<f32>| {
+        let mut p = Program::new();
+        p.extend(
+            block(rope_and_store(
+                &gpu,
+                qkv,
+                m,
+                nh,
+                kvh,
+                hd,
+                RopeStyle::Half,
+                &freq,
+                &cache,
+                0,
+                &step,
+            ))
+            .unwrap(),
+        );
+        p.extend(
+            block(attention(
+                &gpu, qkv, m, nh, kvh, hd, &cache, 0, &step, &scratch, out,
+            ))
+            .unwrap(),
+        );
+        p
+    };
+    let decode_qkv = Tensor::zeros(&gpu, "qkv1", &[1, row]).unwrap();
+    let decode_out = Tensor::zeros(&gpu, "out1", &[1, nh * hd]).unwrap();
+    let decode = record(1, &decode_qkv, &decode_out);
+    let mut pos = 0;
+    for (i, m) in [6usize, 4, 1, 1, 1].into_iter().enumerate() {
+        let x = random(30 + i as u64, m * row, 1.0);
+        let (qkv, out) = if m == 1 {
+            (decode_qkv.clone(), decode_out.clone())
+        } else {
+            (
+                Tensor::zeros(&gpu, "qkv", &[m, row]).unwrap(),
+                Tensor::zeros(&gpu, "out", &[m, nh * hd]).unwrap(),
+            )
+        };
+        qkv.write(&gpu, &x).unwrap();
+        step.set(&gpu, pos as u32, m as u32);
+        if m == 1 {
+            gpu.submit(&decode);
+        } else {
+            gpu.submit(&record(m, &qkv, &out));
+        }
+        let mut xr = x.clone();
+        let (k, v) = rope_ref(&mut xr, m, nh, kvh, hd, RopeStyle::Half, &inv_freq, pos);
+        // The reference sees the cache as stored (f16 on lavapipe).
+        let round = |a: Vec<f32>| -> Vec<f32> {
+            if cache.is_f16() {
+                a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+            } else {
+                a
+            }
+        };
+        ref_k.extend(round(k));
+        ref_v.extend(round(v));
+        let want = attention_ref(&xr, m, nh, kvh, hd, &ref_k, &ref_v, pos);
+        let got = block(out.read(&gpu)).unwrap();
+        assert_close(
+            &format!("rope+attention m={m} pos={pos}"),
+            &got,
+            &want,
+            5e-4,
+            1e-3,
+        );
+        pos += m;
+    }
+}
+
+#[test]
+fn attention_skips_rows_past_n_tokens_and_rejects_bad_shapes() {
+    let gpu = gpu();
+    let (nh, kvh, hd, m, max_len) = (2, 1, 8, 4, 16);
+    let (cache, k, v) = random_cache(&gpu, kvh, hd, max_len, false);
+    let row = (nh + 2 * kvh) * hd;
+    let x = random(5, m * row, 1.0);
+    let qkv = Tensor::from_slice(&gpu, "qkv", &[m, row], &x).unwrap();
+    let sentinel = vec![7.0f32; m * nh * hd];
+    let out = Tensor::from_slice(&gpu, "out", &[m, nh * hd], &sentinel).unwrap();
+    let scratch = AttentionScratch::new(&gpu, nh, kvh, hd, max_len).unwrap();
+    let step = Step::new(&gpu);
+    step.set(&gpu, 2, 3);
+    let mut p = Program::new();
+    p.extend(
+        block(attention(
+            &gpu, &qkv, m, nh, kvh, hd, &cache, 1, &step, &scratch, &out,
+        ))
+        .unwrap(),
+    );
+    gpu.submit(&p);
+    let got = block(out.read(&gpu)).unwrap();
+    let want = attention_ref(&x, 3, nh, kvh, hd, &k, &v, 2);
+    let n = 3 * nh * hd;
+    assert_close("attention valid rows", &got[..n], &want, ATOL, RTOL);
+    assert_eq!(&got[n..], &sentinel[n..], "row past n_tokens untouched");
+
+    let run =
+        |m: usize, nh: usize, kvh: usize, hd: usize, out: &Tensor<f32>, s: &AttentionScratch| {
+            block(attention(
+                &gpu, &qkv, m, nh, kvh, hd, &cache, 1, &step, s, out,
+            ))
+        };
+    let shape_err =
+        |r: Result<Vec<Dispatch>>| assert!(matches!(r, Err(GpuError::Shape(_))), "{r:?}");
+    shape_err(run(m + 1, nh, kvh, hd, &out, &scratch)); // qkv too small
+    shape_err(run(m, 3, kvh, hd, &out, &scratch)); // cache/qkv mismatch
+    shape_err(run(m, nh, kvh, 6, &out, &scratch)); // head_dim differs from the cache
+    let small = Tensor::zeros(&gpu, "small", &[1, nh * hd]).unwrap();
+    shape_err(run(m, nh, kvh, hd, &small, &scratch));
+    let other = AttentionScratch::new(&gpu, nh, kvh, hd, max_len + 1).unwrap();
+    shape_err(run(1, nh, kvh, hd, &out, &other));
+    shape_err(block(attention(
+        &gpu, &qkv, 1, nh, kvh, hd, &cache, 2, &step, &scratch, &out,
+    )));
+    assert!(AttentionScratch::new(&gpu, 3, 2, hd, max_len).is_err());
+}
