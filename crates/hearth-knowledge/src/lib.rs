@@ -2,5 +2,11 @@
 //! Builds natively and for wasm32-unknown-unknown (no GPU dependency).
 
 pub mod error;
+pub mod index;
+pub mod store;
 
 pub use error::{KnowledgeError, Result};
+pub use index::{
+    ChunkId, DenseParams, DocumentMeta, Hit, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex,
+    Mode, NewChunk, NewDocument, Reranker, Upsert,
+};

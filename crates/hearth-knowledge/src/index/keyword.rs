@@ -1,0 +1,238 @@
+//! BM25 keyword index over chunk texts.
+//!
+//! score(q, d) = Σ_{t ∈ q, distinct} idf(t) · tf(t,d)·(k1+1) / (tf(t,d) + k1·(1 − b + b·|d|/avgdl))
+//! idf(t) = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))   (the non-negative Lucene form)
+//!
+//! Posting lists are sorted by chunk id. A delete updates N, df and the total length at once (so
+//! scores stay exact) and marks its postings dead (tf = 0); a list is compacted once half of it
+//! is dead, so deletes cost O(terms · log postings) amortised.
+
+use std::collections::HashMap;
+
+use super::tokenize::tokenize;
+use super::ChunkId;
+use crate::index::dense::top_k;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bm25Params {
+    pub k1: f32,
+    pub b: f32,
+}
+
+impl Default for Bm25Params {
+    fn default() -> Self {
+        Self { k1: 1.2, b: 0.75 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Posting {
+    pub(crate) chunk: ChunkId,
+    /// 0 marks a deleted chunk's posting awaiting compaction.
+    pub(crate) tf: u32,
+    /// The chunk's length in tokens (free: the struct pads to 16 bytes anyway), so scoring
+    /// needs no per-posting lookup.
+    pub(crate) len: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Term {
+    pub(crate) text: String,
+    pub(crate) df: u32,
+    pub(crate) dead: u32,
+    pub(crate) postings: Vec<Posting>,
+}
+
+/// What the index keeps per chunk: its length in tokens and its distinct terms with counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ChunkTerms {
+    pub(crate) len: u32,
+    pub(crate) terms: Vec<(u32, u32)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KeywordIndex {
+    pub(crate) params: Bm25Params,
+    pub(crate) vocab: HashMap<String, u32>,
+    pub(crate) terms: Vec<Term>,
+    pub(crate) chunks: HashMap<ChunkId, ChunkTerms>,
+    pub(crate) total_len: u64,
+}
+
+impl KeywordIndex {
+    pub fn new(params: Bm25Params) -> Self {
+        Self {
+            params,
+            ..Self::default()
+        }
+    }
+
+    pub fn params(&self) -> Bm25Params {
+        self.params
+    }
+
+    /// Indexed chunks.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn contains(&self, id: ChunkId) -> bool {
+        self.chunks.contains_key(&id)
+    }
+
+    /// Indexes a chunk's text; re-inserting an id replaces the old text.
+    pub fn insert(&mut self, id: ChunkId, text: &str) {
+        self.remove(id);
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        let mut len = 0u32;
+        for token in tokenize(text) {
+            *counts.entry(token).or_default() += 1;
+            len = len.saturating_add(1);
+        }
+        let mut terms: Vec<(u32, u32)> = counts
+            .into_iter()
+            .map(|(text, tf)| (self.term_id(text), tf))
+            .collect();
+        terms.sort_unstable();
+        self.insert_terms(id, ChunkTerms { len, terms });
+    }
+
+    fn term_id(&mut self, text: String) -> u32 {
+        if let Some(id) = self.vocab.get(&text) {
+            return *id;
+        }
+        let id = self.terms.len() as u32;
+        self.terms.push(Term {
+            text: text.clone(),
+            ..Term::default()
+        });
+        self.vocab.insert(text, id);
+        id
+    }
+
+    /// Adds an already-counted chunk (also the snapshot loader's path).
+    pub(crate) fn insert_terms(&mut self, id: ChunkId, entry: ChunkTerms) {
+        for &(term, tf) in &entry.terms {
+            let t = &mut self.terms[term as usize];
+            t.df += 1;
+            // Ids are handed out in increasing order, so this is almost always a push.
+            let at = t.postings.partition_point(|p| p.chunk < id);
+            t.postings.insert(
+                at,
+                Posting {
+                    chunk: id,
+                    tf,
+                    len: entry.len,
+                },
+            );
+        }
+        self.total_len += u64::from(entry.len);
+        self.chunks.insert(id, entry);
+    }
+
+    /// Removes a chunk; returns whether it was indexed.
+    pub fn remove(&mut self, id: ChunkId) -> bool {
+        let Some(entry) = self.chunks.remove(&id) else {
+            return false;
+        };
+        self.total_len -= u64::from(entry.len);
+        for (term, _) in entry.terms {
+            let t = &mut self.terms[term as usize];
+            let start = t.postings.partition_point(|p| p.chunk < id);
+            let live = t.postings[start..]
+                .iter()
+                .take_while(|p| p.chunk == id)
+                .position(|p| p.tf > 0);
+            if let Some(offset) = live {
+                t.postings[start + offset].tf = 0;
+                t.df -= 1;
+                t.dead += 1;
+                if t.dead as usize * 2 > t.postings.len() {
+                    t.postings.retain(|p| p.tf > 0);
+                    t.dead = 0;
+                }
+            }
+        }
+        true
+    }
+
+    /// BM25 inverse document frequency of a term that occurs in `df` of `n` chunks.
+    pub fn idf(n: usize, df: usize) -> f32 {
+        (1.0 + (n as f32 - df as f32 + 0.5) / (df as f32 + 0.5)).ln()
+    }
+
+    /// The `k` best chunks for `query`, best first (only chunks sharing a term with it).
+    pub fn search(&self, query: &str, k: usize) -> Vec<(ChunkId, f32)> {
+        let n = self.chunks.len();
+        if n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let avgdl = (self.total_len as f32 / n as f32).max(f32::MIN_POSITIVE);
+        let Bm25Params { k1, b } = self.params;
+        let mut query_terms: Vec<u32> = tokenize(query)
+            .iter()
+            .filter_map(|t| self.vocab.get(t).copied())
+            .collect();
+        query_terms.sort_unstable();
+        query_terms.dedup();
+        let mut scores: HashMap<ChunkId, f32> = HashMap::new();
+        for term in query_terms {
+            let t = &self.terms[term as usize];
+            if t.df == 0 {
+                continue;
+            }
+            let idf = Self::idf(n, t.df as usize);
+            for p in t.postings.iter().filter(|p| p.tf > 0) {
+                let tf = p.tf as f32;
+                let norm = k1 * (1.0 - b + b * p.len as f32 / avgdl);
+                *scores.entry(p.chunk).or_default() += idf * tf * (k1 + 1.0) / (tf + norm);
+            }
+        }
+        top_k(scores.into_iter().collect(), k)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletes_keep_statistics_exact_and_compact_postings() {
+        let mut index = KeywordIndex::new(Bm25Params::default());
+        for id in 0..10 {
+            index.insert(
+                id,
+                if id % 2 == 0 {
+                    "apple banana"
+                } else {
+                    "apple cherry cherry"
+                },
+            );
+        }
+        let apple = index.vocab["apple"] as usize;
+        assert_eq!(index.terms[apple].df, 10);
+        for id in 0..6 {
+            assert!(index.remove(id));
+        }
+        assert!(!index.remove(3));
+        assert_eq!(index.terms[apple].df, 4);
+        // Compaction ran once more than half of the list was dead.
+        assert!(index.terms[apple].postings.len() < 10);
+        assert_eq!(
+            index.terms[apple]
+                .postings
+                .iter()
+                .filter(|p| p.tf > 0)
+                .count(),
+            4
+        );
+        assert_eq!(index.total_len, 2 * 2 + 2 * 3);
+        let hits = index.search("banana", 10);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [6, 8]);
+    }
+}
