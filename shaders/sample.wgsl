@@ -8,7 +8,7 @@
 const WG: u32 = 256u; // workgroup size = radix buckets = KMAX, the candidate cap of sorted mode
 const ITEMS: u32 = 4u; // consecutive logits per invocation in the wide passes
 const CH: u32 = WG * ITEMS; // logits per workgroup of a wide pass (a chunk)
-const NWG: u32 = (V + CH - 1u) / CH; // chunks
+const NWG: u32 = (V + CH - 1u) / CH; // chunks; V <= CH * CH, so per-chunk values fit in sf
 const BIG: f32 = 1e30; // logits are clamped to ±BIG: WGSL promises neither infinities nor NaN
 const GREEDY: u32 = 0u;
 const SORTED: u32 = 1u; // top_p < 1: ≤ KMAX candidates sorted on one workgroup
@@ -65,8 +65,8 @@ var<workgroup> sf: array<f32, CH>; // weights of a chunk / of the candidates
 var<workgroup> sg: array<f32, WG>; // per-invocation weight sums
 var<workgroup> lh: array<atomic<u32>, WG>; // local histogram
 var<workgroup> sel: vec2<u32>;
-var<workgroup> chunk: vec2<u32>; // (chunk, ties before it) of the draw
-var<workgroup> rest: f32; // the draw's target, relative to the chunk
+var<workgroup> chunk: u32; // the chunk of the draw
+var<workgroup> rest: f32; // the draw's target, relative to the chunk; or the top-p denominator
 var<workgroup> chosen: u32;
 
 // Auto-derived layouts drop unused bindings; every entry binds all seven, so use all seven.
@@ -109,12 +109,11 @@ fn select_k() -> u32 {
 // NaN → -BIG, ±inf → ±BIG, -0 → +0 (so key order is value order), clamp to ±BIG.
 fn sanitize(x: f32) -> f32 {
     let b = bitcast<u32>(x);
-    let a = b & 0x7fffffffu;
-    if (a > 0x7f800000u) {
-        return -BIG;
+    if ((b & 0x7fffffffu) > 0x7f800000u || b == 0xff800000u) {
+        return -BIG; // NaN, -inf
     }
-    if (a == 0x7f800000u) {
-        return select(BIG, -BIG, b != a);
+    if (b == 0x7f800000u) {
+        return BIG;
     }
     if (b == 0x80000000u) {
         return 0.0;
@@ -170,6 +169,14 @@ fn scan_incl(t: u32, v: u32) -> u32 {
     let r = sc[t];
     workgroupBarrier();
     return r;
+}
+
+// Σ v over the workgroup, to every invocation.
+fn sum_u32(t: u32, v: u32) -> u32 {
+    _ = scan_incl(t, v);
+    let total = sc[WG - 1u];
+    workgroupBarrier();
+    return total;
 }
 
 // Workgroup argmax of (key, id) pairs (every invocation must call).
@@ -426,10 +433,15 @@ fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
     let w = wid.x;
     let thr = threshold();
-    var before = vec2(0u, 0u); // keys above / at the threshold in earlier chunks
-    for (var u = 0u; u < w; u++) {
-        before += vec2(scr[O_GT + u], scr[O_EQ + u]);
+    // Keys above / at the threshold in earlier chunks (loaded in parallel: a serial walk over
+    // global memory costs tens of microseconds).
+    var gb = 0u;
+    var eb = 0u;
+    for (var u = t; u < w; u += WG) {
+        gb += scr[O_GT + u];
+        eb += scr[O_EQ + u];
     }
+    let before = vec2(sum_u32(t, gb), sum_u32(t, eb));
     let base = w * CH + t * ITEMS;
     if (md == SORTED) {
         let mine = count_items(base, thr.x);
@@ -487,6 +499,20 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
             }
         }
     }
+    // Top-p over the whole vocabulary: its mass, summed over the chunks in order.
+    if (params.top_k == 0u) {
+        for (var w = t; w < NWG; w += WG) {
+            sf[w] = bitcast<f32>(scr[O_MASS + w]);
+        }
+        workgroupBarrier();
+        if (t == 0u) {
+            var z = 0.0;
+            for (var w = 0u; w < NWG; w++) {
+                z += sf[w];
+            }
+            rest = z;
+        }
+    }
     workgroupBarrier();
     sf[t] = 0.0;
     sf[WG + t] = 0.0;
@@ -497,12 +523,9 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
     }
     workgroupBarrier();
     if (t == 0u) {
-        var z1 = 0.0;
-        if (params.top_k == 0u) {
-            for (var w = 0u; w < NWG; w++) {
-                z1 += bitcast<f32>(scr[O_MASS + w]);
-            }
-        } else {
+        var z1 = rest;
+        if (params.top_k != 0u) {
+            z1 = 0.0;
             for (var u = 0u; u < k; u++) {
                 z1 += sf[u];
             }
@@ -541,17 +564,21 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
 // INDEX: pick the chunk, then the invocation, then the item whose cumulative weight passes the target.
 fn draw_index(t: u32, mx: f32, pos: u32, fallback: u32) {
     let thr = threshold();
+    for (var w = t; w < NWG; w += WG) {
+        sf[w] = bitcast<f32>(scr[O_WMASS + w]);
+    }
+    workgroupBarrier();
     if (t == 0u) {
         var z = 0.0;
         for (var w = 0u; w < NWG; w++) {
-            z += bitcast<f32>(scr[O_WMASS + w]);
+            z += sf[w];
         }
         let goal = uniform01(pos) * z;
         var cum = 0.0;
         var cw = NONE;
         var last = 0u;
         for (var w = 0u; w < NWG; w++) {
-            let m = bitcast<f32>(scr[O_WMASS + w]);
+            let m = sf[w];
             if (m > 0.0) {
                 last = w;
                 if (cum + m > goal) {
@@ -566,14 +593,15 @@ fn draw_index(t: u32, mx: f32, pos: u32, fallback: u32) {
             cw = last;
             rest = BIG;
         }
-        var eqb = 0u;
-        for (var w = 0u; w < cw; w++) {
-            eqb += scr[O_EQ + w];
-        }
-        chunk = vec2(cw, eqb);
+        chunk = cw;
     }
-    let c = workgroupUniformLoad(&chunk);
-    sg[t] = chunk_weights(c.x, t, thr, c.y, mx);
+    let cw = workgroupUniformLoad(&chunk);
+    var eq = 0u; // ties at the threshold before the chosen chunk
+    for (var w = t; w < cw; w += WG) {
+        eq += scr[O_EQ + w];
+    }
+    let eq_before = sum_u32(t, eq);
+    sg[t] = chunk_weights(cw, t, thr, eq_before, mx);
     workgroupBarrier();
     if (t == 0u) {
         var cum = 0.0;
@@ -601,7 +629,7 @@ fn draw_index(t: u32, mx: f32, pos: u32, fallback: u32) {
             for (var j = 0u; j < ITEMS; j++) {
                 let e = sf[tu * ITEMS + j];
                 if (e > 0.0) {
-                    chosen = c.x * CH + tu * ITEMS + j;
+                    chosen = cw * CH + tu * ITEMS + j;
                     e_cum += e;
                     if (e_cum > r2) {
                         break;

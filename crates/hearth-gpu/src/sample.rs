@@ -37,8 +37,9 @@ const CH: usize = WG * ITEMS;
 /// Most candidates the sorted (top-p) mode considers.
 pub const KMAX: usize = WG;
 const BIG: f32 = 1e30;
-/// `init` runs one invocation per logit on a 1-D grid.
-const MAX_VOCAB: usize = 65535 * WG;
+/// The final pass holds one value per chunk in workgroup memory (`CH` floats), so at most `CH` chunks
+/// (1,048,576 tokens; real vocabularies stay under 262,144).
+pub const MAX_VOCAB: usize = CH * CH;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplingParams {

@@ -402,8 +402,48 @@ fn set_params_switches_modes_without_a_new_sampler() {
 fn rejects_bad_shapes() {
     let gpu = gpu();
     assert!(Sampler::new(&gpu, 0, &SamplingParams::greedy()).is_err());
+    assert!(Sampler::new(&gpu, MAX_VOCAB + 1, &SamplingParams::greedy()).is_err());
     let s = Sampler::new(&gpu, 100, &SamplingParams::greedy()).unwrap();
     let l = Tensor::<f32>::zeros(&gpu, "l", &[99]).unwrap();
     let t = Tensor::<u32>::zeros(&gpu, "t", &[4]).unwrap();
     assert!(block(s.sample(&gpu, &l, &t, &Step::new(&gpu))).is_err());
+}
+
+/// GPU time per draw at the Llama-3 vocabulary: 200 draws recorded once, submitted and waited on.
+/// Meaningless on lavapipe; run with `--ignored` on a real GPU.
+#[test]
+#[ignore]
+fn timing_llama3_vocab() {
+    let gpu = gpu();
+    eprintln!("{}", gpu.describe());
+    let v = 128256;
+    let l = Tensor::from_slice(&gpu, "logits", &[v], &random(3, v, 8.0)).unwrap();
+    let tokens = Tensor::<u32>::zeros(&gpu, "tokens", &[256]).unwrap();
+    let steps: Vec<Step> = (0..200)
+        .map(|i| {
+            let s = Step::new(&gpu);
+            s.set(&gpu, i, 1);
+            s
+        })
+        .collect();
+    for p in [
+        params(0.0, 0, 1.0),
+        params(0.8, 40, 0.95),
+        params(0.8, 0, 0.95),
+        params(1.0, 0, 1.0),
+    ] {
+        let sampler = Sampler::new(&gpu, v, &p).unwrap();
+        let mut prog = Program::new();
+        for s in &steps {
+            prog.extend(block(sampler.sample(&gpu, &l, &tokens, s)).unwrap());
+        }
+        let mut best = f64::MAX;
+        for _ in 0..4 {
+            let t = std::time::Instant::now();
+            gpu.submit(&prog);
+            gpu.poll_wait();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!("{p:?}: {:.1} us per draw", best * 1e6 / steps.len() as f64);
+    }
 }
