@@ -1,11 +1,12 @@
 // Linear layers over (quantised) weights: out[m, :] (= or +=) f(x[x_row0 + m, :]) · Wᵀ, m < m_rows.
 //
 // Two entry points share the bindings and the weight decoding (layouts: crates/hearth-gpu/src/quant.rs):
-// - `matvec` (decode, a few tokens): memory-bound. All WG threads of a workgroup stride over K, each step
-//   reading one 16-byte unit (vec4<u32>) of each of the workgroup's RW weight rows (consecutive threads:
-//   consecutive units, so loads coalesce), dequantising in registers and dotting it with the matching x
-//   values, which are read once per unit and shared by all RW rows. Per-thread partial sums are reduced
-//   with subgroupAdd (SUBGROUPS) or a workgroup-memory tree.
+// - `matvec` (decode, up to 8 tokens): memory-bound. All WG threads of a workgroup stride over K, each
+//   step reading one 16-byte unit (vec4<u32>) of each of the workgroup's 4 or 8 weight rows (consecutive
+//   threads: consecutive units, so loads coalesce), dequantising in registers and dotting it with the
+//   matching x values, which are read once per unit and shared by all rows. Per-thread partial sums are
+//   reduced with subgroupAdd (SUBGROUPS) or a workgroup-memory tree. Tokens are processed one after the
+//   other by the same workgroup, so later tokens find the workgroup's rows in cache.
 // - `matmul` (prefill): 64 tokens × 64 weight rows per workgroup, K staged 32 at a time in workgroup
 //   memory (weights dequantised while being staged), each of the 256 threads accumulating a 4×4 block.
 //
@@ -18,9 +19,9 @@
 //
 // Defines: MATVEC (which entry point this variant builds), WEIGHT (q4 | q8 | f32), K (input width, a
 // multiple of 32), NORM, EPS, EPI (store | acc | silu).
-// matvec only: WG (threads, a power of two), R (output columns per workgroup), MT (tokens per workgroup),
-// SUBGROUPS, SG_MIN (smallest subgroup size, ≥ 4), WEB_SUBGROUPS (emit `enable subgroups;`: browsers
-// require it, naga rejects it).
+// matvec only: WG (threads, a power of two), RG (groups of 4 weight rows per workgroup: 1 or 2; silu
+// always 2), SUBGROUPS, SG_MIN (smallest subgroup size, ≥ 4), WEB_SUBGROUPS (emit `enable subgroups;`:
+// browsers require it, naga rejects it).
 
 #if WEB_SUBGROUPS
 enable subgroups;
@@ -96,7 +97,8 @@ fn sword(up: bool, i: u32) -> u32 {
     return sc[i];
 }
 
-// q4 codes 0..3 and 4..7 of a word (weight 8j + i sits in bits 4i .. 4i + 4 of word j).
+// q4 codes 0..3 and 4..7 of a word (weight 8j + i sits in bits 4i .. 4i + 4 of word j). (Decoding through
+// float bit patterns instead of int → float conversions measured no faster on an H200 and rounds worse.)
 fn nib_lo(w: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
 }
@@ -120,95 +122,154 @@ fn touch_scales() {
 
 // ---- matvec ----
 #if MATVEC
-
+// Rows are handled in groups of four, one vec4 lane per row, so no private array is ever indexed
+// dynamically (drivers may put such arrays in local memory: an earlier version with per-row arrays ran the
+// Q4 mat-vec half as fast on an H200). Group a holds rows c0 .. c0 + 4, group b (RG == 2)
+// rows c0 + 4 .. c0 + 8, or for silu the up rows matching group a's gate rows.
 #if EPI == silu
-const RW: u32 = 2u * R;  // weight rows per workgroup: R gate rows, then R up rows
+const R: u32 = 4u;  // output columns per workgroup (the launcher sets RG = 2)
+const B_UP: bool = true;
 #else
-const RW: u32 = R;
-#endif
-const NACC: u32 = RW * MT;  // dot products per thread: [RW][MT]
-#if NORM
-const NV: u32 = NACC + MT;  // ... then Σx² per token
-#else
-const NV: u32 = NACC;
+const R: u32 = 4u * RG;
+const B_UP: bool = false;
 #endif
 const ITERS: u32 = (KU + WG - 1u) / WG;
 
+// Per-token partial sums: group a, group b, Σx² (x lane).
 #if SUBGROUPS
-// Subgroup leaders publish their sums here, ranked by leader index so the final sum has a fixed order.
+// Subgroup leaders publish their sums here, at their rank among leaders (a fixed order, so results are
+// deterministic) — correct for any subgroup size and any mapping of invocations to subgroups.
 const NSLOT: u32 = WG / SG_MIN;
 var<workgroup> sg_count: atomic<u32>;
 var<workgroup> sg_owner: array<u32, NSLOT>;
-var<workgroup> part: array<f32, NSLOT * NV>;
+var<workgroup> part: array<vec4<f32>, NSLOT * 3u>;
 #else
-// Tree reduction of CH values at a time (keeps workgroup memory at ≤ 8 KiB whatever NV is).
-const CH: u32 = min(NV, min(WG, 2048u / WG));
-var<workgroup> red: array<f32, CH * WG>;
-var<workgroup> res: array<f32, NV>;
+// Tree reduction over the workgroup.
+var<workgroup> red: array<vec4<f32>, WG * 3u>;
 #endif
 
-// Σ w·x over one unit of a weight row: w the packed unit, s its scale word, xv the unit's x values
-// (times gamma), xs = Σ xv (for q4's min term, shared by every row).
-fn unit_dot(w: vec4<u32>, s: u32, xv: array<vec4<f32>, XV>, xs: f32) -> f32 {
+// One unit of x (times gamma), for the UW weights of a unit; sum = Σ of those values (q4's min term).
+struct XUnit {
+    v0: vec4<f32>,
+#if WEIGHT != f32
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+#endif
 #if WEIGHT == q4
-    let sm = unpack2x16float(s);
-#if MAGIC
-    let d = dot(mag_lo(w.x), xv[0]) + dot(mag_hi(w.x), xv[1])
-          + dot(mag_lo(w.y), xv[2]) + dot(mag_hi(w.y), xv[3])
-          + dot(mag_lo(w.z), xv[4]) + dot(mag_hi(w.z), xv[5])
-          + dot(mag_lo(w.w), xv[6]) + dot(mag_hi(w.w), xv[7]);
-    // d = Σ (1 + q/16)·x
-    return sm.x * 16.0 * (d - xs) + sm.y * xs;
-#else
-    let d = dot(nib_lo(w.x), xv[0]) + dot(nib_hi(w.x), xv[1])
-          + dot(nib_lo(w.y), xv[2]) + dot(nib_hi(w.y), xv[3])
-          + dot(nib_lo(w.z), xv[4]) + dot(nib_hi(w.z), xv[5])
-          + dot(nib_lo(w.w), xv[6]) + dot(nib_hi(w.w), xv[7]);
-    return sm.x * d + sm.y * xs;
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+    v6: vec4<f32>,
+    v7: vec4<f32>,
 #endif
+    sum: f32,
+}
+
+// x vec4 i times gamma vec4 gi; adds the raw Σx² to *ss.
+fn xget(i: u32, gi: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    let v = x[i];
+#if NORM
+    *ss += dot(v, v);
+    return v * gamma[gi];
+#else
+    return v;
+#endif
+}
+
+fn load_x(xrow: u32, u: u32, ss: ptr<function, f32>) -> XUnit {
+    let i = xrow + u * XV;
+    let g = u * XV;
+    var r: XUnit;
+    r.v0 = xget(i, g, ss);
+    var s = r.v0;
+#if WEIGHT != f32
+    r.v1 = xget(i + 1u, g + 1u, ss);
+    r.v2 = xget(i + 2u, g + 2u, ss);
+    r.v3 = xget(i + 3u, g + 3u, ss);
+    s += r.v1 + r.v2 + r.v3;
+#endif
+#if WEIGHT == q4
+    r.v4 = xget(i + 4u, g + 4u, ss);
+    r.v5 = xget(i + 5u, g + 5u, ss);
+    r.v6 = xget(i + 6u, g + 6u, ss);
+    r.v7 = xget(i + 7u, g + 7u, ss);
+    s += r.v4 + r.v5 + r.v6 + r.v7;
+#endif
+    r.sum = dot(s, vec4<f32>(1.0));
+    return r;
+}
+
+#if WEIGHT == q4
+// Word j of four rows (lane = row) against the 8 x values it covers: Σ q·x per row.
+fn q4_words(w: vec4<u32>, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(
+        dot(nib_lo(w.x), lo) + dot(nib_hi(w.x), hi),
+        dot(nib_lo(w.y), lo) + dot(nib_hi(w.y), hi),
+        dot(nib_lo(w.z), lo) + dot(nib_hi(w.z), hi),
+        dot(nib_lo(w.w), lo) + dot(nib_hi(w.w), hi),
+    );
+}
 #elif WEIGHT == q8
-#if MAGIC
-    let d = dot(mag8(w.x), xv[0]) + dot(mag8(w.y), xv[1])
-          + dot(mag8(w.z), xv[2]) + dot(mag8(w.w), xv[3]);
-    // d = Σ (1 + (q + 128)/256)·x
-    return bitcast<f32>(s) * (256.0 * (d - xs) - 128.0 * xs);
+fn q8_words(w: vec4<u32>, v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(sbytes(w.x), v), dot(sbytes(w.y), v), dot(sbytes(w.z), v), dot(sbytes(w.w), v));
+}
+#endif
+
+// Σ w·x over one unit for four rows: q0..q3 their packed units, s their scale words (lane = row).
+fn dot4(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, s: vec4<u32>, xu: XUnit) -> vec4<f32> {
+#if WEIGHT == q4
+    let d = q4_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), xu.v0, xu.v1)
+          + q4_words(vec4<u32>(q0.y, q1.y, q2.y, q3.y), xu.v2, xu.v3)
+          + q4_words(vec4<u32>(q0.z, q1.z, q2.z, q3.z), xu.v4, xu.v5)
+          + q4_words(vec4<u32>(q0.w, q1.w, q2.w, q3.w), xu.v6, xu.v7);
+    let m0 = unpack2x16float(s.x);
+    let m1 = unpack2x16float(s.y);
+    let m2 = unpack2x16float(s.z);
+    let m3 = unpack2x16float(s.w);
+    // w = scale·q + min, so Σ w·x = scale·Σ q·x + min·Σ x.
+    return vec4<f32>(m0.x, m1.x, m2.x, m3.x) * d + vec4<f32>(m0.y, m1.y, m2.y, m3.y) * xu.sum;
+#elif WEIGHT == q8
+    let d = q8_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), xu.v0)
+          + q8_words(vec4<u32>(q0.y, q1.y, q2.y, q3.y), xu.v1)
+          + q8_words(vec4<u32>(q0.z, q1.z, q2.z, q3.z), xu.v2)
+          + q8_words(vec4<u32>(q0.w, q1.w, q2.w, q3.w), xu.v3);
+    return bitcast<vec4<f32>>(s) * d;
 #else
-    let d = dot(sbytes(w.x), xv[0]) + dot(sbytes(w.y), xv[1])
-          + dot(sbytes(w.z), xv[2]) + dot(sbytes(w.w), xv[3]);
-    return bitcast<f32>(s) * d;
+    return vec4<f32>(
+        dot(bitcast<vec4<f32>>(q0), xu.v0),
+        dot(bitcast<vec4<f32>>(q1), xu.v0),
+        dot(bitcast<vec4<f32>>(q2), xu.v0),
+        dot(bitcast<vec4<f32>>(q3), xu.v0),
+    );
 #endif
+}
+
+// Index of unit u's scale word in a row whose scales start at `base`.
+fn scale_at(base: u32, u: u32) -> u32 {
+#if WEIGHT == q4
+    return base + u;
 #else
-    return dot(bitcast<vec4<f32>>(w), xv[0]);
+    return base + u / 2u;
 #endif
 }
 
-#if MAGIC
-// Codes as floats without int → float conversions: the code goes into the top mantissa bits under
-// exponent 0, giving 1 + q/16 (q4, codes 0..3 / 4..7 of a word) or 1 + (q + 128)/256 (q8).
-fn mag_lo(w: u32) -> vec4<f32> {
-    return bitcast<vec4<f32>>(((vec4<u32>(w) << vec4<u32>(19u, 15u, 11u, 7u)) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u));
-}
-fn mag_hi(w: u32) -> vec4<f32> {
-    return bitcast<vec4<f32>>(((vec4<u32>(w >> 9u) << vec4<u32>(12u, 8u, 4u, 0u)) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3F800000u));
-}
-fn mag8(w: u32) -> vec4<f32> {
-    let u = vec4<u32>(w ^ 0x80808080u);
-    return bitcast<vec4<f32>>((((u << vec4<u32>(15u, 7u, 0u, 0u)) >> vec4<u32>(0u, 0u, 1u, 9u)) & vec4<u32>(0x007F8000u)) | vec4<u32>(0x3F800000u));
-}
+// The four rows' scale words (f32 weights have none).
+fn scales4(up: bool, base: vec4<u32>, u: u32) -> vec4<u32> {
+#if WEIGHT == f32
+    return vec4<u32>(0u);
+#else
+    return vec4<u32>(
+        sword(up, scale_at(base.x, u)),
+        sword(up, scale_at(base.y, u)),
+        sword(up, scale_at(base.z, u)),
+        sword(up, scale_at(base.w, u)),
+    );
 #endif
-
-#if SUBGROUPS
-fn total(v: u32, n: u32) -> f32 {
-    var t = 0.0;
-    for (var s = 0u; s < n; s++) {
-        t += part[s * NV + v];
-    }
-    return t;
 }
-#endif
 
-// Output columns c0 .. c0 + R of the segment for tokens m0 .. m0 + MT.
-// Grid: (x, y) flattened = column block (2-D only past 65535 blocks), z = token block.
+// Output columns c0 .. c0 + R of the segment for every token of the batch (m_rows ≤ 8): the weights are
+// read from memory once and from cache for later tokens.
+// Grid: (x, y) flattened = column block (2-D only past 65535 blocks).
 @compute @workgroup_size(WG)
 fn matvec(
     @builtin(local_invocation_index) lid: u32,
@@ -220,137 +281,123 @@ fn matvec(
 ) {
     touch_scales();
     let c0 = (wid.x + wid.y * nwg.x) * R;
-    let m0 = wid.z * MT;
-    // Tail workgroups clamp rows and tokens to valid ones and do not store those results.
-    var wrow: array<u32, RW>;
-    for (var r = 0u; r < R; r++) {
-        let c = min(c0 + r, p.rows - 1u);
-        wrow[r] = p.row_w + c;
+    // Tail workgroups clamp rows to valid ones and do not store those results.
+    let last = p.rows - 1u;
+    let ra = p.row_w + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let qa = ra * KU;
+    let sa = ra * KG;
+#if RG == 2
 #if EPI == silu
-        wrow[R + r] = p.row_u + c;
+    let rb = p.row_u + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+#else
+    let rb = p.row_w + min(vec4<u32>(c0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
 #endif
-    }
-    var xrow: array<u32, MT>;
-    for (var t = 0u; t < MT; t++) {
-        xrow[t] = (p.x_row0 + min(m0 + t, p.m_rows - 1u)) * K4;
-    }
-
-    var acc: array<f32, NV>;
-    // A uniform trip count keeps the barriers below in uniform control flow.
-    for (var i = 0u; i < ITERS; i++) {
-        let u = lid + i * WG;
-        if (KU % WG == 0u || u < KU) {
-            // Issue every row's load before any arithmetic: RW × 16 bytes in flight per thread.
-            var w: array<vec4<u32>, RW>;
-            var s: array<u32, RW>;
-            for (var r = 0u; r < RW; r++) {
-                let up = r >= R;
-                w[r] = qword(up, wrow[r] * KU + u);
-#if WEIGHT == q4
-                s[r] = sword(up, wrow[r] * KG + u);
-#elif WEIGHT == q8
-                s[r] = sword(up, wrow[r] * KG + u / 2u);
+    let qb = rb * KU;
+    let sb = rb * KG;
 #endif
-            }
-#if NORM
-            var g: array<vec4<f32>, XV>;
-            for (var j = 0u; j < XV; j++) {
-                g[j] = gamma[u * XV + j];
-            }
-#endif
-            for (var t = 0u; t < MT; t++) {
-                var xv: array<vec4<f32>, XV>;
-                var xs = 0.0;
-                for (var j = 0u; j < XV; j++) {
-                    var v = x[xrow[t] + u * XV + j];
-#if NORM
-                    acc[NACC + t] += dot(v, v);
-                    v *= g[j];
-#endif
-                    xv[j] = v;
-                    xs += dot(v, vec4<f32>(1.0));
-                }
-                for (var r = 0u; r < RW; r++) {
-                    acc[r * MT + t] += unit_dot(w[r], s[r], xv, xs);
-                }
-            }
-        }
-    }
 
 #if SUBGROUPS
-    // Correct for any subgroup size and any mapping of invocations to subgroups: each subgroup's leader
-    // claims a slot, then stores at its rank among the leaders (by invocation index).
-    for (var v = 0u; v < NV; v++) {
-        acc[v] = subgroupAdd(acc[v]);
-    }
     if (lane == 0u) {
-        let slot = atomicAdd(&sg_count, 1u);
-        sg_owner[slot] = lid;
+        sg_owner[atomicAdd(&sg_count, 1u)] = lid;
     }
     workgroupBarrier();
     let nsg = atomicLoad(&sg_count);
-    if (lane == 0u) {
-        var rank = 0u;
-        for (var j = 0u; j < nsg; j++) {
-            rank += select(0u, 1u, sg_owner[j] < lid);
-        }
-        for (var v = 0u; v < NV; v++) {
-            part[rank * NV + v] = acc[v];
-        }
-    }
-    workgroupBarrier();
-#else
-    for (var b = 0u; b < NV; b += CH) {
-        for (var c = 0u; c < CH; c++) {
-            if (b + c < NV) {
-                red[c * WG + lid] = acc[b + c];
-            }
-        }
-        workgroupBarrier();
-        for (var h = WG / 2u; h > 0u; h >>= 1u) {
-            if (lid < h) {
-                for (var c = 0u; c < CH; c++) {
-                    red[c * WG + lid] += red[c * WG + lid + h];
-                }
-            }
-            workgroupBarrier();
-        }
-        if (lid < CH && b + lid < NV) {
-            res[b + lid] = red[lid * WG];
-        }
-        workgroupBarrier();
+    var rank = 0u;
+    for (var j = 0u; j < nsg; j++) {
+        rank += select(0u, 1u, sg_owner[j] < lid);
     }
 #endif
 
-    // Epilogue: one thread per (column, token).
-    if (lid < R * MT) {
-        let r = lid / MT;
-        let t = lid % MT;
-        let c = c0 + r;
-        let m = m0 + t;
-        if (c < p.rows && m < p.m_rows) {
+    for (var m = 0u; m < p.m_rows; m++) {
+        let xrow = (p.x_row0 + m) * K4;
+        var acc_a = vec4<f32>(0.0);
+        var acc_b = vec4<f32>(0.0);
+        var ss = 0.0;
+        // A uniform trip count keeps the barriers below in uniform control flow.
+        for (var i = 0u; i < ITERS; i++) {
+            let u = lid + i * WG;
+            if (KU % WG == 0u || u < KU) {
+                // Every row's 16-byte load is issued before any arithmetic.
+                let a0 = qword(false, qa.x + u);
+                let a1 = qword(false, qa.y + u);
+                let a2 = qword(false, qa.z + u);
+                let a3 = qword(false, qa.w + u);
+                let as4 = scales4(false, sa, u);
+#if RG == 2
+                let b0 = qword(B_UP, qb.x + u);
+                let b1 = qword(B_UP, qb.y + u);
+                let b2 = qword(B_UP, qb.z + u);
+                let b3 = qword(B_UP, qb.w + u);
+                let bs4 = scales4(B_UP, sb, u);
+#endif
+                let xu = load_x(xrow, u, &ss);
+                acc_a += dot4(a0, a1, a2, a3, as4, xu);
+#if RG == 2
+                acc_b += dot4(b0, b1, b2, b3, bs4, xu);
+#endif
+            }
+        }
+
+        // Workgroup sums of acc_a, acc_b, ss → ta, tb, tss (valid in threads lid < R).
 #if SUBGROUPS
-            var y = total(r * MT + t, nsg);
-#else
-            var y = res[r * MT + t];
+        acc_a = subgroupAdd(acc_a);
+#if RG == 2
+        acc_b = subgroupAdd(acc_b);
 #endif
 #if NORM
-#if SUBGROUPS
-            let inv = inverseSqrt(total(NACC + t, nsg) / f32(K) + EPS);
+        ss = subgroupAdd(ss);
+#endif
+        if (lane == 0u) {
+            part[rank * 3u] = acc_a;
+            part[rank * 3u + 1u] = acc_b;
+            part[rank * 3u + 2u] = vec4<f32>(ss, 0.0, 0.0, 0.0);
+        }
+        workgroupBarrier();
+        var ta = vec4<f32>(0.0);
+        var tb = vec4<f32>(0.0);
+        var tss = 0.0;
+        if (lid < R) {
+            for (var s = 0u; s < nsg; s++) {
+                ta += part[s * 3u];
+                tb += part[s * 3u + 1u];
+                tss += part[s * 3u + 2u].x;
+            }
+        }
 #else
-            let inv = inverseSqrt(res[NACC + t] / f32(K) + EPS);
+        red[lid] = acc_a;
+        red[WG + lid] = acc_b;
+        red[2u * WG + lid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
+        workgroupBarrier();
+        for (var h = WG / 2u; h > 0u; h >>= 1u) {
+            if (lid < h) {
+                red[lid] += red[lid + h];
+                red[WG + lid] += red[WG + lid + h];
+                red[2u * WG + lid] += red[2u * WG + lid + h];
+            }
+            workgroupBarrier();
+        }
+        let ta = red[0];
+        let tb = red[WG];
+        let tss = red[2u * WG].x;
 #endif
-            y *= inv;
-#endif
+
+        // Epilogue: thread lid stores column c0 + lid.
+        let c = c0 + lid;
+        if (lid < R && c < p.rows) {
 #if EPI == silu
-#if SUBGROUPS
-            var gu = total((R + r) * MT + t, nsg);
+            var y = ta[lid];
+            var gu = tb[lid];
 #else
-            var gu = res[(R + r) * MT + t];
+            var y = select(ta[lid % 4u], tb[lid % 4u], lid >= 4u);
 #endif
 #if NORM
+            let inv = inverseSqrt(tss / f32(K) + EPS);
+            y *= inv;
+#if EPI == silu
             gu *= inv;
 #endif
+#endif
+#if EPI == silu
             y = y / (1.0 + exp(-y)) * gu;
 #endif
             let o = m * p.n_out + p.col0 + c;
@@ -360,6 +407,8 @@ fn matvec(
             out[o] = y;
 #endif
         }
+        // The next token reuses the reduction memory.
+        workgroupBarrier();
     }
 }
 

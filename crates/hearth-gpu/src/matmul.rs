@@ -52,19 +52,34 @@ pub const MATVEC_MAX_ROWS: usize = 8;
 /// Mat-vec launch shape (a parameter so the timing test can sweep it).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tune {
-    /// Output columns per workgroup.
-    pub rows: u32,
-    /// Largest workgroup.
-    pub max_wg: u32,
-    /// Dequantise through float bit patterns instead of integer → float conversions.
-    pub magic: bool,
+    /// Groups of 4 weight rows per workgroup, 1 or 2 (SiLU gating always uses 2: gate and up).
+    pub groups: u32,
+    /// Target steps over K per thread: the workgroup has (16-byte units per row) / iters threads,
+    /// rounded up to a power of two and clamped to 32..=128.
+    pub iters: u32,
 }
 
-pub(crate) const TUNE: Tune = Tune {
-    rows: 4,
-    max_wg: 128,
-    magic: false,
-};
+impl Tune {
+    /// Defaults from the H200 sweep (`matvec_sweep`): Q4 does best with 8 rows and 2 steps per thread
+    /// (its workgroups are otherwise short-lived); Q8 and F32 with 4 rows and 64 threads at K = 4096.
+    pub(crate) fn default_for(format: WeightFormat) -> Self {
+        match format {
+            WeightFormat::Q4 => Tune {
+                groups: 2,
+                iters: 2,
+            },
+            WeightFormat::Q8 => Tune {
+                groups: 1,
+                iters: 4,
+            },
+            WeightFormat::F32 => Tune {
+                groups: 1,
+                iters: 16,
+            },
+        }
+    }
+}
+
 /// Tokens per mat-mat tile.
 const MM_BM: u32 = 64;
 
@@ -146,7 +161,8 @@ pub async fn linear(
     m_rows: usize,
     out: &Tensor<f32>,
 ) -> Result<Vec<Dispatch>> {
-    linear_tuned(gpu, spec, x, x_row_offset, m_rows, out, TUNE).await
+    let tune = Tune::default_for(spec.weight.format);
+    linear_tuned(gpu, spec, x, x_row_offset, m_rows, out, tune).await
 }
 
 pub(crate) async fn linear_tuned(
@@ -214,18 +230,20 @@ pub(crate) async fn linear_tuned(
         defs = defs.f32("EPS", eps);
     }
     let matvec = m_rows <= MATVEC_MAX_ROWS;
-    let mt: u32 = if m_rows == 1 { 1 } else { 4 };
+    // Output columns per mat-vec workgroup.
+    let mv_cols = if gated { 4 } else { 4 * tune.groups };
     let kernel = if matvec {
         let f = gpu.features();
         let units = k / unit_weights(w.format);
-        // Enough threads to cover a row in one or two steps; a power of two for the tree reduction.
-        let wg = (units.next_power_of_two() as u32).clamp(32, tune.max_wg);
+        // A power of two for the tree reduction.
+        let wg = (units
+            .div_ceil(tune.iters.max(1) as usize)
+            .next_power_of_two() as u32)
+            .clamp(32, 128);
         defs = defs
             .flag("MATVEC", true)
             .u32("WG", wg)
-            .u32("R", tune.rows)
-            .flag("MAGIC", tune.magic)
-            .u32("MT", mt)
+            .u32("RG", if gated { 2 } else { tune.groups })
             .flag("SUBGROUPS", f.subgroups)
             .u32("SG_MIN", f.subgroup_min_size.max(4))
             .flag("WEB_SUBGROUPS", cfg!(target_arch = "wasm32") && f.subgroups);
@@ -266,8 +284,7 @@ pub(crate) async fn linear_tuned(
             b.push(g.binding());
         }
         let grid = if matvec {
-            let [gx, gy, _] = elementwise::grid(gpu, s.rows, tune.rows);
-            [gx, gy, u32_of(m_rows.div_ceil(mt as usize), "m_rows")?]
+            elementwise::grid(gpu, s.rows, mv_cols)
         } else {
             let bno = if gated { 32 } else { 64 };
             [
