@@ -10,6 +10,11 @@
 //! [`GpuMatrix::upload`]: no special upload); gate row `f` and up row `F + f` may sit in different
 //! shards, so the gate range is cut wherever either side changes shard and each piece binds the shard
 //! holding its gate rows and the one holding its up rows (possibly the same buffer twice).
+//!
+//! `K` must be a multiple of 32 for every format. Reductions run in a fixed order, so results are
+//! deterministic run to run. Measured on an H200 (Vulkan, `matvec_sweep` / `matmul_sweep`): F32 mat-vec
+//! streams ~4 TB/s; Q4 mat-vec 1.4–2.0 TB/s on large matrices (ALU-bound on the f32 dequantise-and-FMA;
+//! int8 activations with `dot4I8Packed` would be the next step); the mat-mat ~15–17 TFLOP/s (f32 FMA).
 
 use crate::quant::MatrixShard;
 use crate::{
