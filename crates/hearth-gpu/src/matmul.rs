@@ -13,8 +13,10 @@
 //!
 //! `K` must be a multiple of 32 for every format. Reductions run in a fixed order, so results are
 //! deterministic run to run. Measured on an H200 (Vulkan, `matvec_sweep` / `matmul_sweep`): F32 mat-vec
-//! streams ~4 TB/s; Q4 mat-vec 1.4–2.0 TB/s on large matrices (ALU-bound on the f32 dequantise-and-FMA;
-//! int8 activations with `dot4I8Packed` would be the next step); the mat-mat ~15–17 TFLOP/s (f32 FMA).
+//! streams ~4 TB/s; Q4 mat-vec 1.4–2.0 TB/s on large matrices. A loads-only variant of the Q4 kernel
+//! reached 2.7–3.1 TB/s, so both the f32 dequantise-and-FMA work and the short per-workgroup life of
+//! Q4 rows limit it (int8 activations with `dot4I8Packed` would cut the former). The mat-mat runs at
+//! ~15–17 TFLOP/s (f32 FMA).
 
 use crate::quant::MatrixShard;
 use crate::{
