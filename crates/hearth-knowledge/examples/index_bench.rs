@@ -23,6 +23,7 @@ struct Args {
     queries: usize,
     ef_construction: usize,
     ef_search: Vec<usize>,
+    heuristic: bool,
     dir: std::path::PathBuf,
 }
 
@@ -33,6 +34,7 @@ fn args() -> Args {
         queries: 1000,
         ef_construction: 100,
         ef_search: vec![16, 24, 32, 48, 64, 96],
+        heuristic: true,
         dir: std::env::temp_dir().join("hearth-index-bench"),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +47,7 @@ fn args() -> Args {
             "--ef-construction" => a.ef_construction = v.parse().unwrap(),
             "--ef-search" => a.ef_search = v.split(',').map(|x| x.parse().unwrap()).collect(),
             "--dir" => a.dir = v.into(),
+            "--heuristic" => a.heuristic = v == "1" || v == "true",
             other => panic!("unknown argument {other}"),
         }
     }
@@ -133,14 +136,63 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// On-CPU time of the calling thread (Linux schedstat): separates our cost from time spent
+/// waiting for a core on a busy machine. Its resolution can be a scheduler tick (4 ms), so
+/// only its mean over many queries is reported.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+/// On-CPU time of all threads of the process (rayon workers included).
+fn process_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let s = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("n/a".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+/// Wall time and process CPU time of `f`.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Option<Duration>) {
+    let (cpu0, t) = (process_cpu(), Instant::now());
+    let out = f();
+    let wall = t.elapsed();
+    let cpu = process_cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    (out, wall, cpu)
+}
+
+/// p50 / p99 / mean of a set of durations, in ms.
+fn mean_ms(times: &[Duration]) -> f64 {
+    ms(times.iter().sum::<Duration>()) / times.len().max(1) as f64
+}
+
+fn summary(mut times: Vec<Duration>) -> String {
+    let mean = times.iter().sum::<Duration>() / times.len().max(1) as u32;
+    times.sort_unstable();
+    format!(
+        "{:>6.3}  {:>6.3}  {:>6.3}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(mean)
+    )
+}
+
 fn main() {
     let args = args();
     let (n, dim) = (args.n, args.dim);
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mixture = Mixture::new(&mut rng, dim);
     println!(
-        "index_bench: n={n} dim={dim} queries={} ef_construction={}",
-        args.queries, args.ef_construction
+        "index_bench: n={n} dim={dim} queries={} ef_construction={} heuristic={}",
+        args.queries, args.ef_construction, args.heuristic
     );
 
     // Ingest as 10-chunk documents (fresh segment), then one HNSW build over everything.
@@ -148,12 +200,12 @@ fn main() {
         dense: DenseParams {
             ef_construction: args.ef_construction,
             ef_search: args.ef_search[0],
+            heuristic: args.heuristic,
             ..Default::default()
         },
         ..Default::default()
     };
     let mut index = KnowledgeIndex::new(dim, params).unwrap();
-    let mut vectors: Vec<(u64, Vec<f32>)> = Vec::with_capacity(n);
     let per_doc = 10;
     let mut docs = Vec::with_capacity(n.div_ceil(per_doc));
     for d in 0..n.div_ceil(per_doc) {
@@ -170,7 +222,6 @@ fn main() {
                 text: text(&mut rng, s, 80),
             });
             emb.extend_from_slice(&v);
-            vectors.push((0, v));
         }
         let doc = NewDocument {
             id: DocId(format!("{d:032x}")),
@@ -183,115 +234,102 @@ fn main() {
         };
         docs.push((doc, chunks, emb));
     }
-    let t = Instant::now();
-    for (doc, chunks, emb) in docs {
-        index.upsert(doc, chunks, &emb).unwrap();
-    }
-    let ingest = t.elapsed();
-    // Chunk ids are handed out in order from 0.
-    for (i, v) in vectors.iter_mut().enumerate() {
-        v.0 = i as u64;
-    }
+    let (_, wall, cpu) = timed(|| {
+        for (doc, chunks, emb) in docs {
+            index.upsert(doc, chunks, &emb).unwrap();
+        }
+    });
     println!(
-        "ingest (BM25 + fresh segment): {:.2} s ({:.0} chunks/s)",
-        ingest.as_secs_f64(),
-        n as f64 / ingest.as_secs_f64()
+        "ingest (BM25 + fresh segment): wall {:.2} s ({:.0} chunks/s), cpu {}",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        secs(cpu)
     );
 
-    let t = Instant::now();
-    index.rebuild().unwrap();
-    let build = t.elapsed();
+    let (_, wall, cpu) = timed(|| index.rebuild().unwrap());
     println!(
-        "HNSW build: {:.2} s ({:.0} vectors/s), segments {:?}",
-        build.as_secs_f64(),
-        n as f64 / build.as_secs_f64(),
+        "HNSW build: wall {:.2} s ({:.0} vectors/s), cpu {} (all threads), segments {:?}",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        secs(cpu),
         index.dense().segment_sizes()
     );
 
     let queries: Vec<(usize, Vec<f32>)> = (0..args.queries)
         .map(|_| mixture.sample(&mut rng))
         .collect();
-    let t = Instant::now();
-    let truth: Vec<Vec<u64>> = queries
-        .iter()
-        .map(|(_, q)| {
-            index
-                .dense()
-                .exact_search(q, 10)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.0)
-                .collect()
-        })
-        .collect();
+    let (truth, wall, _) = timed(|| {
+        let exact = |q: &Vec<f32>| index.dense().exact_search(q, 10).unwrap();
+        let ids = |q| exact(q).into_iter().map(|h| h.0).collect::<Vec<u64>>();
+        queries.iter().map(|(_, q)| ids(q)).collect::<Vec<_>>()
+    });
     println!(
         "exact search (reference): {:.3} ms/query",
-        ms(t.elapsed()) / queries.len() as f64
+        ms(wall) / queries.len() as f64
     );
 
-    println!("ef_search  recall@10  p50 ms  p99 ms  mean ms");
+    println!("ef_search  recall@10  wall: p50 ms  p99 ms  mean ms   on-cpu mean ms");
     for &ef in &args.ef_search {
         index.set_ef_search(ef).unwrap();
-        let mut times = Vec::with_capacity(queries.len());
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
         let mut found = 0usize;
         for ((_, q), want) in queries.iter().zip(&truth) {
-            let t = Instant::now();
+            let (c, t) = (thread_cpu(), Instant::now());
             let hits = index.search(q, "", 10, Mode::Dense).unwrap();
-            times.push(t.elapsed());
+            walls.push(t.elapsed());
+            if let (Some(a), Some(b)) = (c, thread_cpu()) {
+                cpus.push(b.saturating_sub(a));
+            }
             found += hits.iter().filter(|h| want.contains(&h.chunk_id)).count();
         }
-        let mean = times.iter().sum::<Duration>() / times.len() as u32;
-        times.sort_unstable();
         println!(
-            "{ef:>9}  {:>9.4}  {:>6.3}  {:>6.3}  {:>7.3}",
+            "{ef:>9}  {:>9.4}        {}           {:.3}",
             found as f64 / (10 * queries.len()) as f64,
-            ms(percentile(&times, 0.5)),
-            ms(percentile(&times, 0.99)),
-            ms(mean)
+            summary(walls),
+            mean_ms(&cpus)
         );
     }
 
-    let mut times = Vec::with_capacity(queries.len());
+    let (mut walls, mut cpus) = (Vec::new(), Vec::new());
     for (s, q) in &queries {
         let query_text = text(&mut rng, *s, 4);
-        let t = Instant::now();
+        let (c, t) = (thread_cpu(), Instant::now());
         let hits = index.search(q, &query_text, 10, Mode::Hybrid).unwrap();
-        times.push(t.elapsed());
+        walls.push(t.elapsed());
+        if let (Some(a), Some(b)) = (c, thread_cpu()) {
+            cpus.push(b.saturating_sub(a));
+        }
         assert!(!hits.is_empty());
     }
-    times.sort_unstable();
     println!(
-        "hybrid (RRF of dense top-40 and BM25 top-40, 4-word queries): p50 {:.3} ms, p99 {:.3} ms",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
+        "hybrid (RRF of dense top-40 + BM25 top-40, 4-word queries, ef_search {}): wall p50/p99/mean {} ms; on-cpu mean {:.3} ms",
+        args.ef_search[args.ef_search.len() - 1],
+        summary(walls),
+        mean_ms(&cpus)
     );
 
-    let t = Instant::now();
-    let bytes = index.to_bytes().unwrap();
+    let (bytes, wall, _) = timed(|| index.to_bytes().unwrap());
     println!(
         "to_bytes: {:.3} s, snapshot {:.1} MiB ({:.0} bytes/chunk)",
-        t.elapsed().as_secs_f64(),
+        wall.as_secs_f64(),
         bytes.len() as f64 / 1048576.0,
         bytes.len() as f64 / n as f64
     );
-    let t = Instant::now();
-    let back = KnowledgeIndex::from_bytes(&bytes).unwrap();
-    println!("from_bytes: {:.3} s", t.elapsed().as_secs_f64());
-    drop(back);
-    drop(bytes);
-    let t = Instant::now();
-    index.save(&args.dir).unwrap();
+    let (back, wall, cpu) = timed(|| KnowledgeIndex::from_bytes(&bytes).unwrap());
     println!(
-        "save (write + fsync + rename): {:.3} s",
-        t.elapsed().as_secs_f64()
+        "from_bytes: wall {:.3} s, cpu {}",
+        wall.as_secs_f64(),
+        secs(cpu)
     );
+    drop((back, bytes));
+    let (_, wall, _) = timed(|| index.save(&args.dir).unwrap());
+    println!("save (write + fsync + rename): {:.3} s", wall.as_secs_f64());
     drop(index);
-    let t = Instant::now();
-    let loaded = KnowledgeIndex::load(&args.dir).unwrap();
-    let load = t.elapsed();
+    let (loaded, wall, cpu) = timed(|| KnowledgeIndex::load(&args.dir).unwrap());
     println!(
-        "load (read + verify + decode, file in page cache): {:.3} s",
-        load.as_secs_f64()
+        "load (read + verify + decode, file in page cache): wall {:.3} s, cpu {}",
+        wall.as_secs_f64(),
+        secs(cpu)
     );
     let hits = loaded.search(&queries[0].1, "", 10, Mode::Dense).unwrap();
     assert_eq!(hits.len(), 10);

@@ -9,7 +9,7 @@
 //!  24  crc32    u32 of the payload (IEEE)
 //!  28  crc32    u32 of header bytes 0..28
 //! payload: sections, each `tag [u8; 4], len u64, body`, in this order:
-//!   META  dim u32, next chunk id u64, dense params, BM25 params
+//!   META  dim u32, next chunk id u64, dense params, BM25 params (see `write_meta`)
 //!   DOCS  documents with their chunks (metadata and text)
 //!   KWRD  BM25 vocabulary and per-chunk (term, tf) lists; postings are rebuilt from these
 //!   DNSB  HNSW segment: generation, chunk id per point, the instant-distance graph
@@ -19,16 +19,20 @@
 //! Integers are LE, strings are `u32 len + UTF-8`, counts are checked against the bytes left
 //! before anything is allocated. Every failure is a typed [`KnowledgeError`], never a panic.
 
+mod bytes;
 mod codec;
+#[cfg(not(target_arch = "wasm32"))]
+mod file;
 mod graph;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::documents::{DocId, DocKind};
+use crate::documents::DocId;
 use crate::index::dense::{DenseIndex, DenseParams, Embedding, Fresh, HnswSegment};
 use crate::index::keyword::{Bm25Params, ChunkTerms, KeywordIndex};
 use crate::index::{ChunkId, DocumentMeta, IndexParams, IndexedChunk, KnowledgeIndex};
 use crate::{KnowledgeError, Result};
+use bytes::{corrupt, kind_code, kind_from_code, to_u32, Reader, Writer};
 
 pub const MAGIC: [u8; 8] = *b"HRTHIDX\0";
 pub const FORMAT_VERSION: u32 = 1;
@@ -36,160 +40,6 @@ pub const HEADER_LEN: usize = 32;
 const SECTIONS: [[u8; 4]; 5] = [*b"META", *b"DOCS", *b"KWRD", *b"DNSB", *b"DNSF"];
 /// File name of the snapshot inside the index directory.
 pub const SNAPSHOT_FILE: &str = "index.hsnap";
-
-fn corrupt(msg: impl Into<String>) -> KnowledgeError {
-    KnowledgeError::SnapshotCorrupt(msg.into())
-}
-
-#[derive(Default)]
-struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn f32(&mut self, v: f32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn usize(&mut self, v: usize) {
-        self.u64(v as u64);
-    }
-    fn str(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.buf.extend_from_slice(s.as_bytes());
-    }
-    fn f32s(&mut self, v: &[f32]) {
-        self.buf.reserve(v.len() * 4);
-        for x in v {
-            self.f32(*x);
-        }
-    }
-    /// Writes `tag`, a length placeholder, the body, then patches the length.
-    fn section(&mut self, tag: [u8; 4], body: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
-        self.buf.extend_from_slice(&tag);
-        let at = self.buf.len();
-        self.u64(0);
-        body(self)?;
-        let len = (self.buf.len() - at - 8) as u64;
-        self.buf[at..at + 8].copy_from_slice(&len.to_le_bytes());
-        Ok(())
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.buf.len() {
-            return Err(corrupt(format!(
-                "{}: needs {n} bytes, {} remain",
-                self.what,
-                self.buf.len()
-            )));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn f32(&mut self) -> Result<f32> {
-        Ok(f32::from_le_bytes(self.array()?))
-    }
-    fn usize(&mut self) -> Result<usize> {
-        let v = self.u64()?;
-        usize::try_from(v).map_err(|_| corrupt(format!("{}: {v} does not fit usize", self.what)))
-    }
-    fn str(&mut self) -> Result<String> {
-        let len = self.u32()? as usize;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| corrupt(format!("{}: invalid UTF-8", self.what)))
-    }
-    /// A `u64` element count, each element taking at least `min_bytes`: refused before any
-    /// allocation if the remaining bytes cannot hold it.
-    fn count(&mut self, min_bytes: usize) -> Result<usize> {
-        let n = self.u64()?;
-        let fits = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(min_bytes))
-            .is_some_and(|b| b <= self.buf.len());
-        if !fits {
-            return Err(corrupt(format!(
-                "{}: count {n} exceeds the {} remaining bytes",
-                self.what,
-                self.buf.len()
-            )));
-        }
-        Ok(n as usize)
-    }
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
-        let bytes = self.take(
-            n.checked_mul(4)
-                .ok_or_else(|| corrupt("vector length overflow"))?,
-        )?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-    fn end(&self) -> Result<()> {
-        match self.buf.len() {
-            0 => Ok(()),
-            n => Err(corrupt(format!("{}: {n} trailing bytes", self.what))),
-        }
-    }
-}
-
-fn kind_code(kind: DocKind) -> u8 {
-    match kind {
-        DocKind::Html => 0,
-        DocKind::Markdown => 1,
-        DocKind::Text => 2,
-        DocKind::Pdf => 3,
-        DocKind::Docx => 4,
-    }
-}
-
-fn kind_from_code(code: u8) -> Result<DocKind> {
-    Ok(match code {
-        0 => DocKind::Html,
-        1 => DocKind::Markdown,
-        2 => DocKind::Text,
-        3 => DocKind::Pdf,
-        4 => DocKind::Docx,
-        _ => return Err(corrupt(format!("unknown document kind {code}"))),
-    })
-}
-
-fn to_u32(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        KnowledgeError::InvalidInput(format!("{what} {v} does not fit the snapshot format"))
-    })
-}
 
 impl KnowledgeIndex {
     /// Serialises the whole index (a running background rebuild is not part of it).
@@ -227,6 +77,7 @@ impl KnowledgeIndex {
         }
         w.f32(d.tombstone_ratio);
         w.u64(d.seed);
+        w.u8(u8::from(d.heuristic));
         w.f32(self.params.bm25.k1);
         w.f32(self.params.bm25.b);
         Ok(())
@@ -434,6 +285,11 @@ fn decode(bodies: &[&[u8]]) -> Result<KnowledgeIndex> {
         fresh_max: r.usize()?,
         tombstone_ratio: r.f32()?,
         seed: r.u64()?,
+        heuristic: match r.u8()? {
+            0 => false,
+            1 => true,
+            b => return Err(corrupt(format!("bad heuristic flag {b}"))),
+        },
     };
     let params = IndexParams {
         dense,
@@ -698,52 +554,4 @@ pub(crate) fn with_ef_search(segment: &HnswSegment, ef_search: usize) -> Result<
         ef_search,
         segment.generation,
     ))
-}
-
-/// Native persistence: one file per index directory, replaced atomically.
-#[cfg(not(target_arch = "wasm32"))]
-mod native {
-    use std::fs;
-    use std::io::Write;
-    use std::path::Path;
-
-    use super::SNAPSHOT_FILE;
-    use crate::index::KnowledgeIndex;
-    use crate::{KnowledgeError, Result};
-
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KnowledgeError + '_ {
-        move |source| KnowledgeError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
-    impl KnowledgeIndex {
-        /// Writes `dir/index.hsnap`: into a temporary file, fsynced, then renamed over the old
-        /// snapshot (and the directory fsynced), so a crash leaves the old or the new one whole.
-        pub fn save(&self, dir: &Path) -> Result<()> {
-            fs::create_dir_all(dir).map_err(io(dir))?;
-            let bytes = self.to_bytes()?;
-            let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-            let path = dir.join(SNAPSHOT_FILE);
-            let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(&bytes).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
-            drop(file);
-            fs::rename(&tmp, &path).map_err(io(&path))?;
-            // The rename itself is durable only once the directory entry is.
-            #[cfg(unix)]
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
-            Ok(())
-        }
-
-        /// Reads `dir/index.hsnap`.
-        pub fn load(dir: &Path) -> Result<Self> {
-            let path = dir.join(SNAPSHOT_FILE);
-            let bytes = fs::read(&path).map_err(io(&path))?;
-            Self::from_bytes(&bytes)
-        }
-    }
 }

@@ -139,6 +139,12 @@ impl DenseIndex {
         &self.params
     }
 
+    /// Candidates one HNSW query yields (the current segment's `ef_search`). A search for more
+    /// than this many results scans the segment exactly.
+    pub fn ef_search(&self) -> usize {
+        self.base.ef_search
+    }
+
     /// Live vectors (HNSW minus tombstones, plus fresh).
     pub fn len(&self) -> usize {
         self.base.len() - self.dead_in_base + self.fresh.ids.len()

@@ -347,7 +347,8 @@ impl KnowledgeIndex {
     }
 
     /// The `k` best chunks. `query_embedding` is ignored in `Mode::Keyword` (pass `&[]`) and
-    /// `query_text` in `Mode::Dense`. Hybrid fuses the top `max(4k, 40)` of each ranking by RRF.
+    /// `query_text` in `Mode::Dense`. Hybrid fuses the top `max(4k, 40)` of each ranking by RRF
+    /// (of the dense ranking at most `max(k, ef_search)`).
     pub fn search(
         &self,
         query_embedding: &[f32],
@@ -362,8 +363,11 @@ impl KnowledgeIndex {
             Mode::Hybrid => (4 * k).max(40),
             _ => k,
         };
+        // Fusion depth alone must not push the dense side past what one HNSW query yields
+        // (that would turn it into an exact scan); k itself may.
+        let dense_depth = depth.min(self.dense.ef_search().max(k));
         let dense = match mode {
-            Mode::Dense | Mode::Hybrid => self.dense.search(query_embedding, depth)?,
+            Mode::Dense | Mode::Hybrid => self.dense.search(query_embedding, dense_depth)?,
             Mode::Keyword => Vec::new(),
         };
         let keyword = match mode {

@@ -4,14 +4,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use instant_distance::{Builder, Hnsw, Point, Search};
+use instant_distance::{Builder, Heuristic, Hnsw, Point, Search};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ChunkId;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::KnowledgeError;
-use crate::Result;
+use crate::{KnowledgeError, Result};
 
 /// HNSW and rebuild tuning. Defaults come from `examples/index_bench.rs` (100k × 384).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +26,10 @@ pub struct DenseParams {
     pub tombstone_ratio: f32,
     /// Seed for the level assignment of the HNSW build (mixed with the segment generation).
     pub seed: u64,
+    /// Neighbour selection: the HNSW paper's diversity heuristic (better graphs on clustered
+    /// data, but instant-distance re-runs it for every back-link: build cost grows ~M³) or
+    /// plain nearest-first.
+    pub heuristic: bool,
 }
 
 impl Default for DenseParams {
@@ -39,6 +41,7 @@ impl Default for DenseParams {
             fresh_max: 4096,
             tombstone_ratio: 0.1,
             seed: 0x4845_4152_5448,
+            heuristic: true,
         }
     }
 }
@@ -162,6 +165,7 @@ impl HnswSegment {
             .ef_construction(params.ef_construction)
             .ef_search(params.ef_search)
             .seed(params.seed ^ generation)
+            .select_heuristic(params.heuristic.then(Heuristic::default))
             .build_hnsw(points);
         // `pids[i]` is where input i landed; re-key the chunk ids by point id.
         let mut by_point = vec![0; ids.len()];
