@@ -1,8 +1,9 @@
 // Causal grouped-query attention over the KV cache.
 //   out[m, h] = softmax(q[m, h] · K[0..=pos+m]ᵀ / sqrt(HD)) · V[0..=pos+m],  K/V of kv head h / G.
 // Three passes, chosen by the PASS define (each declares its own bindings 0, 1, 2…):
-//   decode  — one row (m_rows == 1), flash-decoding: workgroup (block of GB q heads, chunk c) scores
-//             its slice of the positions and writes a partial (max, Σexp, Σexp·v);
+//   decode  — one row (m_rows == 1), flash-decoding: workgroup (block of GB q heads, chunk c) walks
+//             its slice of the positions in rounds of one coalesced K and V load per invocation and
+//             writes a partial (max, Σexp, Σexp·v);
 //   combine — merges the NC partials of each head into out;
 //   prefill — several rows: flash attention, one query row (m, h) per invocation, K/V tiles of BC
 //             positions in workgroup memory shared by the G heads and WG/G tokens of the workgroup.
@@ -10,8 +11,9 @@
 // m >= step.n_tokens are skipped. Positions are clamped to MAXLEN, so nothing is read out of bounds.
 // Defines: PASS, NH (q heads), KVH (kv heads), HD (head dim, even ≤ 256), MAXLEN (cache positions),
 // SCALE (1/sqrt(HD)), F16 (cache element type), VEC4 (HD % 4 == 0: vector cache loads),
-// WG (workgroup size); decode/combine: GB (q heads per workgroup), NC (chunks), CMAX (largest chunk),
-// SUBGROUPS, WEB (emit `enable subgroups;`: browsers need it, naga rejects it); prefill: BC.
+// WG (workgroup size); decode/combine: GB (q heads per workgroup, ≤ 4), NC (chunks), SUBGROUPS
+// (combine's reductions), WEB (emit `enable subgroups;`: browsers need it, naga rejects it);
+// prefill: BC (positions per K/V tile).
 
 #if F16
 enable f16;
@@ -36,8 +38,13 @@ const HD4: u32 = (HD + 3u) / 4u;
 const NEG: f32 = -3.0e38;
 
 #if PASS != combine
+#if VEC4
+// qkv: [m_rows, ROW/4] vec4<f32> — q of row m, head h at (m·ROW + h·HD) / 4
+@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+#else
 // qkv: [m_rows, ROW] f32 — q of row m, head h at m·ROW + h·HD
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
+#endif
 #if VEC4
 // k_cache: [MAXLEN, KVH, HD/4] vec4<KV>
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<KV>>;
@@ -57,12 +64,12 @@ fn load_k(row: u32, d4: u32) -> vec4<f32> {
 #if VEC4
     return vec4<f32>(k_cache[row * HD4 + d4]);
 #else
+    // HD is even: dims 4·d4 and 4·d4+1 always exist, 4·d4+2 and +3 exist together. All four are
+    // loaded (clamped to the buffer) so that the loads issue together.
     let b = row * HD + d4 * 4u;
-    // HD is even: dims 4·d4 and 4·d4+1 always exist, 4·d4+2 and +3 exist together.
-    if (d4 * 4u + 2u < HD) {
-        return vec4<f32>(f32(k_cache[b]), f32(k_cache[b + 1u]), f32(k_cache[b + 2u]), f32(k_cache[b + 3u]));
-    }
-    return vec4<f32>(f32(k_cache[b]), f32(k_cache[b + 1u]), 0.0, 0.0);
+    let e = arrayLength(&k_cache) - 1u;
+    let x = vec4<f32>(f32(k_cache[b]), f32(k_cache[b + 1u]), f32(k_cache[min(b + 2u, e)]), f32(k_cache[min(b + 3u, e)]));
+    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
 #endif
 }
 
@@ -71,74 +78,73 @@ fn load_v(row: u32, d4: u32) -> vec4<f32> {
     return vec4<f32>(v_cache[row * HD4 + d4]);
 #else
     let b = row * HD + d4 * 4u;
-    if (d4 * 4u + 2u < HD) {
-        return vec4<f32>(f32(v_cache[b]), f32(v_cache[b + 1u]), f32(v_cache[b + 2u]), f32(v_cache[b + 3u]));
-    }
-    return vec4<f32>(f32(v_cache[b]), f32(v_cache[b + 1u]), 0.0, 0.0);
+    let e = arrayLength(&v_cache) - 1u;
+    let x = vec4<f32>(f32(v_cache[b]), f32(v_cache[b + 1u]), f32(v_cache[min(b + 2u, e)]), f32(v_cache[min(b + 3u, e)]));
+    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
 #endif
 }
 
 // Dims 4·d4 .. 4·d4+3 of q head h of row m, scaled by 1/sqrt(HD), zero past HD.
 fn load_q(m: u32, h: u32, d4: u32) -> vec4<f32> {
+#if VEC4
+    return qkv[(m * ROW + h * HD) / 4u + d4] * SCALE;
+#else
     let b = m * ROW + h * HD + d4 * 4u;
-    var x = vec4<f32>(qkv[b], qkv[b + 1u], 0.0, 0.0);
-    if (d4 * 4u + 2u < HD) {
-        x = vec4<f32>(x.xy, qkv[b + 2u], qkv[b + 3u]);
-    }
-    return x * SCALE;
+    let e = arrayLength(&qkv) - 1u;
+    let x = vec4<f32>(qkv[b], qkv[b + 1u], qkv[min(b + 2u, e)], qkv[min(b + 3u, e)]);
+    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD) * SCALE;
+#endif
+}
+
+// Rows the qkv buffer holds.
+fn qkv_rows() -> u32 {
+#if VEC4
+    return arrayLength(&qkv) * 4u / ROW;
+#else
+    return arrayLength(&qkv) / ROW;
+#endif
 }
 #endif
 
 #if PASS != prefill
-// Positions per chunk for a context of `len` (≥ 1): chunks adapt to the length so that every one
-// has work at long context.
+// Decode invocation (r, d4) = (t / HD4, t % HD4) holds dims 4·d4..4·d4+3 of position lane r; a round
+// covers PR positions with one K and one V load per invocation (all in flight at once).
+const PR: u32 = WG / HD4;
+
+// Positions per chunk for a context of `len` (≥ 1): chunks follow the length so that every one has
+// work at long context; at least one full round, so short contexts use few workgroups.
 fn chunk_size(len: u32) -> u32 {
-    return min((len + NC - 1u) / NC, CMAX);
+    return max((len + NC - 1u) / NC, PR);
 }
 #endif
 
 #if PASS == decode
-// P·V runs LANES positions at once, HD4 invocations per position.
-const LANES: u32 = WG / HD4;
-
 // part_acc: [NH, NC, HD4] vec4<f32> — Σ exp(s - max)·v over each chunk
 @group(0) @binding(4) var<storage, read_write> part_acc: array<vec4<f32>>;
 // part_ml: [NH, NC] vec2<f32> — (max score, Σ exp(s - max)) of each chunk
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;
 
-// q of the GB heads, pre-scaled
+// q of the GB heads [GB, HD4], pre-scaled
 var<workgroup> qs: array<vec4<f32>, GB * HD4>;
-// scores, then exp(s - max), of the chunk: [GB, CMAX]
-var<workgroup> sc: array<f32, GB * CMAX>;
-// per-lane P·V partials [LANES, GB, HD4] and Σexp [LANES, GB]
-var<workgroup> red_acc: array<vec4<f32>, LANES * GB * HD4>;
-var<workgroup> red_sum: array<f32, LANES * GB>;
-#if SUBGROUPS
-// chunk max per head as an order-preserving u32 (atomicMax needs integers)
-var<workgroup> wmax: array<atomic<u32>, GB>;
-#else
-// per-invocation maxima [GB, WG], tree-reduced
-var<workgroup> red: array<f32, GB * WG>;
-#endif
+// partial dot products of the round [GB, WG]
+var<workgroup> part: array<f32, GB * WG>;
+// scores of the round [GB, PR]; at the end, Σexp per lane
+var<workgroup> sc: array<f32, GB * PR>;
+// max score of the round per head
+var<workgroup> round_max: array<f32, GB>;
+// the lanes' Σexp·v of one head [PR, HD4], summed at the end
+var<workgroup> lanes: array<vec4<f32>, PR * HD4>;
 
-#if SUBGROUPS
-fn order_f32(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    return select(~b, b | 0x80000000u, (b & 0x80000000u) == 0u);
+// Dims d4 of position p's key and value for kv head kvh, or zeros when not `ok`.
+fn load_kv(ok: bool, p: u32, kvh: u32, d4: u32) -> array<vec4<f32>, 2> {
+    if (!ok) {
+        return array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+    return array<vec4<f32>, 2>(load_k(p * KVH + kvh, d4), load_v(p * KVH + kvh, d4));
 }
-fn unorder_f32(u: u32) -> f32 {
-    return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
-}
-#endif
 
 @compute @workgroup_size(WG)
-fn decode(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-#if SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-#endif
-) {
+fn decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     if (step.n_tokens == 0u) {
         return;
     }
@@ -152,123 +158,103 @@ fn decode(
         // Past the current length: combine skips this chunk.
         return;
     }
+    let r = t / HD4;
+    let d4 = t % HD4;
+    let lane = r < PR;
 
+    // One load per invocation for q (GB·HD4 ≤ WG), and the first round's K/V, all in flight together.
     for (var i = t; i < GB * HD4; i += WG) {
         qs[i] = load_q(0u, h0 + i / HD4, i % HD4);
     }
-#if SUBGROUPS
-    if (t < GB) {
-        atomicStore(&wmax[t], 0u);
-    }
-#endif
+    var kv = load_kv(lane && c0 + r < c1, c0 + r, kvh, d4);
     workgroupBarrier();
+    var q: array<vec4<f32>, GB>;
+    for (var g = 0u; g < GB; g++) {
+        q[g] = qs[g * HD4 + d4];
+    }
 
-    // Scores: one position per invocation, all GB heads from one read of the key row.
+    // Online softmax across rounds; the running max is the same in every invocation.
     var mx: array<f32, GB>;
+    var l: array<f32, GB>;
+    var acc: array<vec4<f32>, GB>;
     for (var g = 0u; g < GB; g++) {
         mx[g] = NEG;
     }
-    for (var p = c0 + t; p < c1; p += WG) {
-        let row = p * KVH + kvh;
-        var s: array<f32, GB>;
-        for (var d4 = 0u; d4 < HD4; d4++) {
-            let k = load_k(row, d4);
+    for (var r0 = c0; r0 < c1; r0 += PR) {
+        let p = r0 + r;
+        let ok = lane && p < c1;
+        // The next round's loads go out now and land while this round reduces.
+        let next = load_kv(lane && p + PR < c1, p + PR, kvh, d4);
+        for (var g = 0u; g < GB; g++) {
+            part[g * WG + t] = dot(q[g], kv[0]);
+        }
+        workgroupBarrier();
+        // Score (g, rr) = Σ over the HD4 invocations of lane rr.
+        for (var i = t; i < GB * PR; i += WG) {
+            let g = i / PR;
+            let rr = i % PR;
+            var s = 0.0;
+            for (var j = 0u; j < HD4; j++) {
+                s += part[g * WG + rr * HD4 + j];
+            }
+            sc[i] = select(NEG, s, r0 + rr < c1);
+        }
+        workgroupBarrier();
+        if (t < GB) {
+            var m = NEG;
+            for (var rr = 0u; rr < PR; rr++) {
+                m = max(m, sc[t * PR + rr]);
+            }
+            round_max[t] = m;
+        }
+        workgroupBarrier();
+        // (The next round's first barrier orders these reads before sc and round_max are rewritten.)
+        if (lane) {
             for (var g = 0u; g < GB; g++) {
-                s[g] += dot(qs[g * HD4 + d4], k);
+                let m_new = max(mx[g], round_max[g]);
+                let alpha = exp(mx[g] - m_new);
+                let w = select(0.0, exp(sc[g * PR + r] - m_new), ok);
+                acc[g] = acc[g] * alpha + w * kv[1];
+                l[g] = l[g] * alpha + w;
+                mx[g] = m_new;
             }
         }
-        for (var g = 0u; g < GB; g++) {
-            sc[g * CMAX + p - c0] = s[g];
-            mx[g] = max(mx[g], s[g]);
-        }
+        kv = next;
     }
 
-    // Chunk max per head.
-    var cmax: array<f32, GB>;
-#if SUBGROUPS
+    // Sum the lanes, one head at a time.
     for (var g = 0u; g < GB; g++) {
-        let v = subgroupMax(mx[g]);
-        if (sg_lane == 0u) {
-            atomicMax(&wmax[g], order_f32(v));
-        }
-    }
-    workgroupBarrier();
-    for (var g = 0u; g < GB; g++) {
-        cmax[g] = unorder_f32(atomicLoad(&wmax[g]));
-    }
-#else
-    for (var g = 0u; g < GB; g++) {
-        red[g * WG + t] = mx[g];
-    }
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            for (var g = 0u; g < GB; g++) {
-                red[g * WG + t] = max(red[g * WG + t], red[g * WG + t + s]);
+        workgroupBarrier();
+        if (lane) {
+            lanes[t] = acc[g];
+            if (d4 == 0u) {
+                sc[r] = l[g];
             }
         }
         workgroupBarrier();
-    }
-    for (var g = 0u; g < GB; g++) {
-        cmax[g] = red[g * WG];
-    }
-#endif
-
-    // Probabilities (unnormalised), by the invocation that wrote each score.
-    for (var p = c0 + t; p < c1; p += WG) {
-        for (var g = 0u; g < GB; g++) {
-            let i = g * CMAX + p - c0;
-            sc[i] = exp(sc[i] - cmax[g]);
-        }
-    }
-    workgroupBarrier();
-
-    // P·V: invocation (lane, d4) walks positions c0 + lane, c0 + lane + LANES, … (coalesced rows).
-    let lane = t / HD4;
-    let d4 = t % HD4;
-    if (lane < LANES) {
-        var acc: array<vec4<f32>, GB>;
-        var sum: array<f32, GB>;
-        for (var p = c0 + lane; p < c1; p += LANES) {
-            let v = load_v(p * KVH + kvh, d4);
-            for (var g = 0u; g < GB; g++) {
-                let w = sc[g * CMAX + p - c0];
-                acc[g] += w * v;
-                sum[g] += w;
-            }
-        }
-        for (var g = 0u; g < GB; g++) {
-            red_acc[(lane * GB + g) * HD4 + d4] = acc[g];
-        }
-        if (d4 == 0u) {
-            for (var g = 0u; g < GB; g++) {
-                red_sum[lane * GB + g] = sum[g];
-            }
-        }
-    }
-    workgroupBarrier();
-
-    // Sum the lanes: invocation i < GB·HD4 owns (head g, d4) = (i / HD4, i % HD4).
-    if (t < GB * HD4) {
-        var a = vec4<f32>(0.0);
-        for (var l = 0u; l < LANES; l++) {
-            a += red_acc[l * GB * HD4 + t];
-        }
-        let g = t / HD4;
         let slot = (h0 + g) * NC + c;
-        part_acc[slot * HD4 + t % HD4] = a;
-        if (t % HD4 == 0u) {
-            var l_sum = 0.0;
-            for (var l = 0u; l < LANES; l++) {
-                l_sum += red_sum[l * GB + g];
+        if (t < HD4) {
+            var a = vec4<f32>(0.0);
+            for (var rr = 0u; rr < PR; rr++) {
+                a += lanes[rr * HD4 + t];
             }
-            part_ml[slot] = vec2<f32>(cmax[g], l_sum);
+            part_acc[slot * HD4 + t] = a;
+        }
+        if (t == 0u) {
+            var total = 0.0;
+            for (var rr = 0u; rr < PR; rr++) {
+                total += sc[rr];
+            }
+            part_ml[slot] = vec2<f32>(mx[g], total);
         }
     }
 }
 #endif
 
 #if PASS == combine
+// CG chunk groups of HD4 invocations sum the chunks' accumulators.
+const CG: u32 = WG / HD4;
+
 // part_acc: [NH, NC, HD4] vec4<f32> — from decode
 @group(0) @binding(0) var<storage, read> part_acc: array<vec4<f32>>;
 // part_ml: [NH, NC] vec2<f32> — from decode
@@ -278,35 +264,134 @@ fn decode(
 // step: uniform — pos of the row, n_tokens
 @group(0) @binding(3) var<uniform> step: Step;
 
-// One workgroup per head; invocation d4 owns four dims.
+// weight exp(m_c - max) of each chunk
+var<workgroup> w: array<f32, NC>;
+// per-group sums [CG, HD4]
+var<workgroup> groups: array<vec4<f32>, CG * HD4>;
+#if SUBGROUPS
+// max as an order-preserving u32 (atomicMax needs integers); Σ l·w per subgroup, in slots handed
+// out by an atomic counter: correct for any subgroup size and any mapping of invocations. Both start
+// at 0: WebGPU zero-initialises workgroup memory.
+var<workgroup> max_bits: atomic<u32>;
+var<workgroup> n_slots: atomic<u32>;
+var<workgroup> slots: array<f32, WG>;
+#else
+// tree reductions [WG]
+var<workgroup> tree: array<f32, WG>;
+#endif
+
+#if SUBGROUPS
+fn order_f32(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return select(~b, b | 0x80000000u, (b & 0x80000000u) == 0u);
+}
+fn unorder_f32(u: u32) -> f32 {
+    return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
+}
+#endif
+
+// max over the workgroup of x (every invocation gets it)
+fn wg_max(x: f32, t: u32, sg_lane: u32) -> f32 {
+#if SUBGROUPS
+    let m = subgroupMax(x);
+    if (sg_lane == 0u) {
+        atomicMax(&max_bits, order_f32(m));
+    }
+    workgroupBarrier();
+    return unorder_f32(atomicLoad(&max_bits));
+#else
+    tree[t] = x;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            tree[t] = max(tree[t], tree[t + s]);
+        }
+        workgroupBarrier();
+    }
+    return tree[0];
+#endif
+}
+
+// sum over the workgroup of x (every invocation gets it)
+fn wg_sum(x: f32, t: u32, sg_lane: u32) -> f32 {
+#if SUBGROUPS
+    let s = subgroupAdd(x);
+    if (sg_lane == 0u) {
+        slots[atomicAdd(&n_slots, 1u)] = s;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < atomicLoad(&n_slots); i++) {
+        total += slots[i];
+    }
+    return total;
+#else
+    workgroupBarrier();
+    tree[t] = x;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            tree[t] += tree[t + s];
+        }
+        workgroupBarrier();
+    }
+    return tree[0];
+#endif
+}
+
+// One workgroup per head.
 @compute @workgroup_size(WG)
-fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+#if SUBGROUPS
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+) {
+#if !SUBGROUPS
+    let sg_lane = 0u;
+#endif
     if (step.n_tokens == 0u) {
         return;
     }
     let h = wid.x;
     let len = min(step.pos + 1u, MAXLEN);
-    let cs = chunk_size(len);
-    let used = (len + cs - 1u) / cs;
-    var mx = NEG;
-    for (var c = 0u; c < used; c++) {
-        mx = max(mx, part_ml[h * NC + c].x);
+    let used = (len + chunk_size(len) - 1u) / chunk_size(len);
+
+    var m_local = NEG;
+    for (var c = t; c < used; c += WG) {
+        m_local = max(m_local, part_ml[h * NC + c].x);
     }
-    var total = 0.0;
-    for (var c = 0u; c < used; c++) {
+    let m = wg_max(m_local, t, sg_lane);
+    var l_local = 0.0;
+    for (var c = t; c < used; c += WG) {
         let ml = part_ml[h * NC + c];
-        total += ml.y * exp(ml.x - mx);
+        w[c] = exp(ml.x - m);
+        l_local += ml.y * w[c];
     }
-    for (var d4 = t; d4 < HD4; d4 += WG) {
+    let total = wg_sum(l_local, t, sg_lane);
+
+    // Invocation (cg, d4) sums chunks cg, cg + CG, …; then HD4 invocations sum the groups.
+    let cg = t / HD4;
+    let d4 = t % HD4;
+    if (cg < CG) {
         var a = vec4<f32>(0.0);
-        for (var c = 0u; c < used; c++) {
-            a += part_acc[(h * NC + c) * HD4 + d4] * exp(part_ml[h * NC + c].x - mx);
+        for (var c = cg; c < used; c += CG) {
+            a += part_acc[(h * NC + c) * HD4 + d4] * w[c];
+        }
+        groups[t] = a;
+    }
+    workgroupBarrier();
+    if (t < HD4) {
+        var a = vec4<f32>(0.0);
+        for (var i = 0u; i < CG; i++) {
+            a += groups[i * HD4 + t];
         }
         a /= total;
-        let o = h * HD + d4 * 4u;
+        let o = h * HD + t * 4u;
         out[o] = a.x;
         out[o + 1u] = a.y;
-        if (d4 * 4u + 2u < HD) {
+        if (t * 4u + 2u < HD) {
             out[o + 2u] = a.z;
             out[o + 3u] = a.w;
         }
@@ -318,9 +403,26 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 // out: [m_rows, NH·HD] f32
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-// One tile of BC positions of keys and values, as f32.
+// One tile of BC positions (BC % 4 == 0) of keys and values, as f32 [BC, HD4].
 var<workgroup> ks: array<vec4<f32>, BC * HD4>;
 var<workgroup> vs: array<vec4<f32>, BC * HD4>;
+
+// Element i of the tile starting at j0 for kv head kvh: [key, value], zero past kv_end.
+fn tile_kv(i: u32, j0: u32, kv_end: u32, kvh: u32) -> array<vec4<f32>, 2> {
+    let j = j0 + i / HD4;
+    if (i >= BC * HD4 || j >= kv_end) {
+        return array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+    let row = j * KVH + kvh;
+    return array<vec4<f32>, 2>(load_k(row, i % HD4), load_v(row, i % HD4));
+}
+
+fn tile_store(i: u32, kv: array<vec4<f32>, 2>) {
+    if (i < BC * HD4) {
+        ks[i] = kv[0];
+        vs[i] = kv[1];
+    }
+}
 
 // Workgroup (x, kv head): query rows r = x·WG + t of that kv head, row r = token r / G, q head
 // kv·G + r % G; so the G heads of a token and WG/G consecutive tokens share each K/V tile.
@@ -328,7 +430,7 @@ var<workgroup> vs: array<vec4<f32>, BC * HD4>;
 fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     // The batch size is not a define (one pipeline for every prompt chunk): rows are bounded by the
     // buffers and by step.n_tokens.
-    let rows = min(min(arrayLength(&qkv) / ROW, arrayLength(&out) / (NH * HD)), step.n_tokens);
+    let rows = min(min(qkv_rows(), arrayLength(&out) / (NH * HD)), step.n_tokens);
     let first_m = wid.x * WG / G;
     if (first_m >= rows) {
         return;
@@ -341,44 +443,67 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     // Positions this workgroup reads: up to its last valid token's (causal), within the cache.
     let last_m = min((wid.x * WG + WG - 1u) / G, rows - 1u);
     let kv_end = min(step.pos + last_m + 1u, MAXLEN);
-    // Last position this row attends to.
+    // This row attends to positions < lim.
     let lim = min(step.pos + m + 1u, kv_end);
 
     var q: array<vec4<f32>, HD4>;
     var acc: array<vec4<f32>, HD4>;
     if (live) {
-        for (var d4 = 0u; d4 < HD4; d4++) {
-            q[d4] = load_q(m, h, d4);
+        // Four loads in flight at a time.
+        for (var d4 = 0u; d4 < HD4; d4 += 4u) {
+            let a = load_q(m, h, d4);
+            let b = load_q(m, h, min(d4 + 1u, HD4 - 1u));
+            let c = load_q(m, h, min(d4 + 2u, HD4 - 1u));
+            let d = load_q(m, h, min(d4 + 3u, HD4 - 1u));
+            q[d4] = a;
+            if (d4 + 1u < HD4) {
+                q[d4 + 1u] = b;
+            }
+            if (d4 + 2u < HD4) {
+                q[d4 + 2u] = c;
+            }
+            if (d4 + 3u < HD4) {
+                q[d4 + 3u] = d;
+            }
         }
     }
     var mx = NEG;
     var l = 0.0;
 
     for (var j0 = 0u; j0 < kv_end; j0 += BC) {
-        for (var i = t; i < BC * HD4; i += WG) {
-            let j = j0 + i / HD4;
-            if (j < kv_end) {
-                let row = j * KVH + kvh;
-                ks[i] = load_k(row, i % HD4);
-                vs[i] = load_v(row, i % HD4);
-            } else {
-                ks[i] = vec4<f32>(0.0);
-                vs[i] = vec4<f32>(0.0);
-            }
+        // Four independent loads per invocation before any store, so they are in flight together.
+        for (var i = t; i < BC * HD4; i += 4u * WG) {
+            let a = tile_kv(i, j0, kv_end, kvh);
+            let b = tile_kv(i + WG, j0, kv_end, kvh);
+            let c = tile_kv(i + 2u * WG, j0, kv_end, kvh);
+            let d = tile_kv(i + 3u * WG, j0, kv_end, kvh);
+            tile_store(i, a);
+            tile_store(i + WG, b);
+            tile_store(i + 2u * WG, c);
+            tile_store(i + 3u * WG, d);
         }
         workgroupBarrier();
-        if (live) {
-            // Online softmax: scores of the tile, one rescale of acc per tile.
-            var s: array<f32, BC>;
+        if (live && j0 < lim) {
+            // Online softmax: scores of the tile four positions at a time (independent sums), one
+            // rescale of acc per tile.
+            var s: array<vec4<f32>, BC / 4u>;
             var tile_max = NEG;
-            for (var j = 0u; j < BC; j++) {
-                var x = 0.0;
+            for (var j = 0u; j < BC; j += 4u) {
+                var x = vec4<f32>(0.0);
                 for (var d4 = 0u; d4 < HD4; d4++) {
-                    x += dot(q[d4], ks[j * HD4 + d4]);
+                    let qd = q[d4];
+                    let b = j * HD4 + d4;
+                    x += vec4<f32>(
+                        dot(qd, ks[b]),
+                        dot(qd, ks[b + HD4]),
+                        dot(qd, ks[b + 2u * HD4]),
+                        dot(qd, ks[b + 3u * HD4]),
+                    );
                 }
-                x = select(NEG, x, j0 + j < lim);
-                s[j] = x;
-                tile_max = max(tile_max, x);
+                let seen = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lim);
+                x = select(vec4<f32>(NEG), x, seen);
+                s[j / 4u] = x;
+                tile_max = max(tile_max, max(max(x.x, x.y), max(x.z, x.w)));
             }
             let new_max = max(mx, tile_max);
             let alpha = exp(mx - new_max);
@@ -386,11 +511,14 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             for (var d4 = 0u; d4 < HD4; d4++) {
                 acc[d4] *= alpha;
             }
-            for (var j = 0u; j < BC; j++) {
-                let p = select(0.0, exp(s[j] - new_max), j0 + j < lim);
-                l += p;
+            for (var j = 0u; j < BC; j += 4u) {
+                let seen = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lim);
+                let p = select(vec4<f32>(0.0), exp(s[j / 4u] - new_max), seen);
+                l += p.x + p.y + p.z + p.w;
                 for (var d4 = 0u; d4 < HD4; d4++) {
-                    acc[d4] += p * vs[j * HD4 + d4];
+                    let b = j * HD4 + d4;
+                    acc[d4] += p.x * vs[b] + p.y * vs[b + HD4] + p.z * vs[b + 2u * HD4]
+                        + p.w * vs[b + 3u * HD4];
                 }
             }
             mx = new_max;

@@ -15,40 +15,26 @@ use crate::kv_cache::KvCache;
 use crate::rope::Heads;
 use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
 
-/// Workgroup size of every attention pass (the decode tree reduction needs a power of two).
-const WG: u32 = 64;
-/// Workgroups the decode pass aims for at long context (enough to fill a discrete GPU).
-const DECODE_WORKGROUPS: usize = 256;
+/// Workgroup sizes: decode/combine (a power of two for the tree reductions), prefill (query rows).
+/// Measured on an H200 (bench_attention): decode 128 with 64 chunks was the best of 64/128/256 ×
+/// 16..256 chunks at 2k–4k context; prefill 32/64/128 rows were within 10%.
+const DECODE_WG: u32 = 128;
+const PREFILL_WG: u32 = 64;
+/// Workgroups the decode pass aims for at long context: enough to keep a discrete GPU's memory busy;
+/// on a CPU adapter (lavapipe, SwiftShader) every workgroup costs, so a few per core.
+const DECODE_WORKGROUPS_GPU: usize = 512;
+const DECODE_WORKGROUPS_CPU: usize = 16;
 
-/// How the decode pass splits its work; a pure function of the shapes, shared by the scratch and
-/// the launcher so they always agree.
+/// How the decode pass splits its work, decided once by the scratch and used by the launcher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DecodePlan {
-    /// q heads per workgroup (a divisor of the group size).
+    /// q heads per workgroup (a divisor of the group size, ≤ 4 for workgroup memory).
     gb: usize,
-    /// Largest chunk, in positions (workgroup memory holds its scores).
-    cmax: usize,
-    /// Chunks.
+    /// Workgroup sizes of the decode/combine passes (a power of two) and of the prefill pass.
+    decode_wg: u32,
+    prefill_wg: u32,
+    /// Chunks (≤ 1024: the combine pass keeps one weight per chunk in workgroup memory).
     chunks: usize,
-}
-
-impl DecodePlan {
-    fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize, max_len: usize) -> Self {
-        let group = n_heads / n_kv_heads.max(1);
-        // Workgroup memory: q [gb, hd] and per-lane partials grow with gb; ≤ 8 heads, ≤ 256 q floats.
-        let gb = (1..=group.min(8))
-            .rev()
-            .find(|&b| group.is_multiple_of(b) && b * head_dim <= 256)
-            .unwrap_or(1);
-        let cmax = 1024 / gb;
-        let blocks = n_heads / gb;
-        let chunks = DECODE_WORKGROUPS
-            .div_ceil(blocks.max(1))
-            .min(max_len)
-            .max(max_len.div_ceil(cmax))
-            .max(1);
-        Self { gb, cmax, chunks }
-    }
 }
 
 /// Scratch of the split-KV decode: per head and chunk a partial `acc` and `(max, sum)`. Create once
@@ -67,6 +53,7 @@ pub struct AttentionScratch {
 }
 
 impl AttentionScratch {
+    /// Scratch with the chunk count suited to this adapter.
     pub fn new(
         gpu: &Gpu,
         n_heads: usize,
@@ -74,12 +61,36 @@ impl AttentionScratch {
         head_dim: usize,
         max_len: usize,
     ) -> Result<Self> {
+        let target = if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            DECODE_WORKGROUPS_CPU
+        } else {
+            DECODE_WORKGROUPS_GPU
+        };
+        let gb = Self::heads_per_workgroup(n_heads, n_kv_heads);
+        let chunks = target.div_ceil((n_heads / gb.max(1)).max(1));
+        Self::with_chunks(gpu, n_heads, n_kv_heads, head_dim, max_len, chunks)
+    }
+
+    /// Scratch for a given number of decode chunks (clamped to `1..=min(1024, max_len)`).
+    pub fn with_chunks(
+        gpu: &Gpu,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        max_len: usize,
+        chunks: usize,
+    ) -> Result<Self> {
         if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) || head_dim == 0 || max_len == 0 {
             return Err(GpuError::Shape(format!(
                 "attention scratch: {n_heads} q heads / {n_kv_heads} kv heads × {head_dim}, {max_len} positions"
             )));
         }
-        let plan = DecodePlan::new(n_heads, n_kv_heads, head_dim, max_len);
+        let plan = DecodePlan {
+            gb: Self::heads_per_workgroup(n_heads, n_kv_heads),
+            decode_wg: DECODE_WG,
+            prefill_wg: PREFILL_WG,
+            chunks: chunks.min(max_len).clamp(1, 1024),
+        };
         let hd4 = head_dim.div_ceil(4) * 4;
         Ok(Self {
             acc: Tensor::zeros(gpu, "attn_part_acc", &[n_heads, plan.chunks, hd4])?,
@@ -91,6 +102,23 @@ impl AttentionScratch {
             plan,
         })
     }
+
+    fn heads_per_workgroup(n_heads: usize, n_kv_heads: usize) -> usize {
+        let group = n_heads / n_kv_heads.max(1);
+        (1..=group.min(4))
+            .rev()
+            .find(|&b| group.is_multiple_of(b))
+            .unwrap_or(1)
+    }
+
+    /// Overrides the workgroup sizes (benchmarks): decode a power of two in 64..=256, prefill ≤ 256.
+    #[cfg(test)]
+    pub(crate) fn with_workgroups(mut self, decode_wg: u32, prefill_wg: u32) -> Self {
+        self.plan.decode_wg = decode_wg;
+        self.plan.prefill_wg = prefill_wg;
+        self
+    }
+
     /// Chunks the decode pass splits the context into.
     pub fn chunks(&self) -> usize {
         self.plan.chunks
@@ -159,25 +187,30 @@ async fn attention_with(
         .u32("MAXLEN", cache.max_len() as u32)
         .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
         .flag("F16", cache.is_f16())
-        .flag("VEC4", head_dim.is_multiple_of(4))
-        .u32("WG", WG);
+        .flag("VEC4", head_dim.is_multiple_of(4));
     let (k, v) = (cache.k_binding(layer)?, cache.v_binding(layer)?);
 
     if m_rows > 1 || force_prefill {
-        // K/V tiles: 2 · BC · ceil(hd/4) vec4 within 16 KiB of workgroup memory.
-        let bc = (512 / head_dim.div_ceil(4)).min(32) as u32;
+        // K/V tiles: 2 · BC · ceil(hd/4) vec4 within 16 KiB of workgroup memory; BC % 4 == 0.
+        let bc = ((512 / head_dim.div_ceil(4)).min(32) / 4 * 4) as u32;
         let kernel = gpu
             .kernel(KernelKey::new(
                 "attention",
                 "prefill",
-                base.sym("PASS", "prefill").u32("BC", bc),
+                base.sym("PASS", "prefill")
+                    .u32("BC", bc)
+                    .u32("WG", scratch.plan.prefill_wg),
             ))
             .await?;
         let rows = m_rows * (n_heads / n_kv_heads);
         let d = gpu.dispatch(
             &kernel,
             &[qkv.binding(), k, v, step.binding(), out.binding()],
-            [rows.div_ceil(WG as usize) as u32, n_kv_heads as u32, 1],
+            [
+                rows.div_ceil(scratch.plan.prefill_wg as usize) as u32,
+                n_kv_heads as u32,
+                1,
+            ],
         )?;
         return Ok(vec![d]);
     }
@@ -203,7 +236,7 @@ async fn attention_with(
     let split = base
         .u32("GB", plan.gb as u32)
         .u32("NC", plan.chunks as u32)
-        .u32("CMAX", plan.cmax as u32)
+        .u32("WG", plan.decode_wg)
         .flag("SUBGROUPS", gpu.features().subgroups)
         .flag("WEB", cfg!(target_arch = "wasm32"));
     let decode = gpu

@@ -105,7 +105,8 @@ fn attention_prefill_gqa_matches_reference() {
 #[test]
 fn attention_other_head_dims() {
     let gpu = gpu();
-    // 34: not a multiple of 4 (scalar cache loads); 256: one head per decode workgroup.
+    // 34: not a multiple of 4 (scalar cache loads); 80: idle invocations in a decode round;
+    // 256: 4 positions per decode round, 8 per prefill tile.
     for hd in [32, 34, 80, 256] {
         check(&gpu, 4, 2, hd, 5, 3, true, false);
         check(&gpu, 4, 2, hd, 1, 40, true, false);
@@ -113,19 +114,24 @@ fn attention_other_head_dims() {
     // No grouping (multi-head attention) and a wide group.
     check(&gpu, 3, 3, 64, 7, 9, false, false);
     check(&gpu, 16, 1, 64, 1, 70, false, false);
+    // Tiny heads: more decode scores per round than invocations.
+    check(&gpu, 16, 2, 4, 1, 50, false, false);
+    check(&gpu, 16, 2, 4, 9, 50, false, false);
 }
 
-/// One recorded decode program replayed at many positions, as the model does; positions chosen
-/// around the chunk-size changes (multiples of the chunk count) and up to a long context.
-fn decode_replay(gpu: &Gpu, f16: bool) {
-    let (nh, kvh, hd, max_len) = (6, 2, 64, 1024);
+/// One recorded decode program replayed at many positions, as the model does: positions around
+/// the points where the number of chunks in use and the chunk size change, up to a long context.
+fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
+    let (nh, kvh, hd) = (6, 2, 64);
     let (cache, k, v) = random_cache(gpu, kvh, hd, max_len, f16);
     let row = (nh + 2 * kvh) * hd;
     let x = random(21, row, 3.0);
     let qkv = Tensor::from_slice(gpu, "qkv", &[1, row], &x).unwrap();
     let out = Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap();
-    let scratch = AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap();
-    let nc = scratch.chunks();
+    let scratch = match chunks {
+        Some(c) => AttentionScratch::with_chunks(gpu, nh, kvh, hd, max_len, c).unwrap(),
+        None => AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap(),
+    };
     let step = Step::new(gpu);
     let mut p = Program::new();
     p.extend(
@@ -134,20 +140,14 @@ fn decode_replay(gpu: &Gpu, f16: bool) {
         ))
         .unwrap(),
     );
-    for pos in [
-        0,
-        1,
-        5,
-        nc - 2,
-        nc - 1,
-        nc,
-        2 * nc - 1,
-        2 * nc,
-        2 * nc + 1,
-        500,
-        999,
-        max_len - 1,
-    ] {
+    // A chunk holds max(ceil(len / nc), pr) positions: `pr` positions per round.
+    let (nc, pr) = (scratch.chunks(), (DECODE_WG as usize) / hd.div_ceil(4));
+    let mut positions = vec![0, 1, pr - 1, pr, pr + 1, 3 * pr + 2, 500, max_len - 1];
+    for len in [nc * pr, 2 * nc * pr] {
+        positions.extend([len - 2, len - 1, len]);
+    }
+    positions.retain(|&p| p < max_len);
+    for pos in positions {
         step.set(gpu, pos as u32, 1);
         gpu.submit(&p);
         let got = block(out.read(gpu)).unwrap();
@@ -167,14 +167,16 @@ fn attention_decode_replayed_over_positions() {
         gpu.features().f16 && gpu.features().subgroups,
         "lavapipe has both; this test covers them"
     );
-    decode_replay(&gpu, true);
-    decode_replay(&gpu, false);
+    // The adapter's own chunking; more chunks in use at 4k than the combine pass has invocations.
+    decode_replay(&gpu, true, None, 1024);
+    decode_replay(&gpu, false, Some(300), 4096);
     let plain = gpu_with(&GpuOptions {
         allow_f16: false,
         allow_subgroups: false,
         ..GpuOptions::default()
     });
-    decode_replay(&plain, false);
+    decode_replay(&plain, false, Some(300), 4096);
+    decode_replay(&plain, false, Some(37), 1024);
 }
 
 /// RoPE + attention as the model chains them: two prompt chunks, then decode steps replayed from
@@ -310,4 +312,131 @@ fn attention_skips_rows_past_n_tokens_and_rejects_bad_shapes() {
         &gpu, &qkv, 1, nh, kvh, hd, &cache, 2, &step, &scratch, &out,
     )));
     assert!(AttentionScratch::new(&gpu, 3, 2, hd, max_len).is_err());
+}
+
+/// GPU time of `p` in µs divided by `per`: from timestamps around the pass where the adapter has them
+/// (encoding and submit excluded), else wall time of submit + wait.
+fn gpu_time_us(gpu: &Gpu, p: &Program, per: usize) -> f64 {
+    gpu.submit(p);
+    gpu.poll_wait();
+    if !gpu.features().timestamps {
+        let t = std::time::Instant::now();
+        gpu.submit(p);
+        gpu.poll_wait();
+        return t.elapsed().as_secs_f64() * 1e6 / per as f64;
+    }
+    let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("bench"),
+        ty: wgpu::QueryType::Timestamp,
+        count: 2,
+    });
+    let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench"),
+        size: 16,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("bench"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        });
+        p.encode_into(&mut pass);
+    }
+    enc.resolve_query_set(&set, 0..2, &resolved, 0);
+    gpu.queue().submit([enc.finish()]);
+    let bytes = block(crate::tensor::read_buffer(gpu, &resolved, 0, 16)).unwrap();
+    let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+    let ns = ticks[1].saturating_sub(ticks[0]) as f64 * gpu.queue().get_timestamp_period() as f64;
+    ns / 1e3 / per as f64
+}
+
+/// Timing of one layer's attention at Llama-3.2-1B shapes (32 q / 8 kv heads × 64, f16 cache when
+/// available): decode at several context lengths and prefill chunks. Not a correctness test; run
+/// with `cargo test -p hearth-gpu bench_attention -- --ignored --nocapture` on a real GPU.
+#[test]
+#[ignore]
+fn bench_attention() {
+    let gpu = gpu();
+    eprintln!(
+        "{} timestamps={}",
+        gpu.describe(),
+        gpu.features().timestamps
+    );
+    let (nh, kvh, hd, max_len) = (32, 8, 64, 4096);
+    let reps = 50;
+    let cache = KvCache::new(&gpu, 1, kvh, hd, max_len).unwrap();
+    let n = max_len * kvh * hd;
+    cache
+        .write_positions(&gpu, 0, 0, &random(1, n, 1.0), &random(2, n, 1.0))
+        .unwrap();
+    let step = Step::new(&gpu);
+    let row = (nh + 2 * kvh) * hd;
+    let qkv = Tensor::from_slice(&gpu, "qkv", &[512, row], &random(3, 512 * row, 1.0)).unwrap();
+    let out = Tensor::zeros(&gpu, "out", &[512, nh * hd]).unwrap();
+    // `reps` copies of one layer's dispatches (only the first `keep` of each, to time passes apart).
+    let record = |m: usize, keep: usize, scratch: &AttentionScratch| {
+        let mut p = Program::new();
+        for _ in 0..reps {
+            let mut d = block(attention(
+                &gpu, &qkv, m, nh, kvh, hd, &cache, 0, &step, scratch, &out,
+            ))
+            .unwrap();
+            d.truncate(keep);
+            p.extend(d);
+        }
+        p
+    };
+    let default = AttentionScratch::new(&gpu, nh, kvh, hd, max_len).unwrap();
+    eprintln!("default: {} chunks", default.chunks());
+    let sweep = std::env::var("HEARTH_BENCH_SWEEP").is_ok();
+    let wgs: &[(u32, u32)] = if sweep {
+        &[(64, 32), (128, 64), (256, 128)]
+    } else {
+        &[(256, 64)]
+    };
+    let chunks: &[usize] = if sweep {
+        &[16, 32, 64, 128, 256]
+    } else {
+        &[default.chunks()]
+    };
+    for &(dwg, pwg) in wgs {
+        for &nc in chunks {
+            let scratch = AttentionScratch::with_chunks(&gpu, nh, kvh, hd, max_len, nc)
+                .unwrap()
+                .with_workgroups(dwg, pwg);
+            let (decode, split_only) = (record(1, 2, &scratch), record(1, 1, &scratch));
+            for pos in [127usize, 2047, 4095] {
+                step.set(&gpu, pos as u32, 1);
+                let us = gpu_time_us(&gpu, &decode, reps);
+                let split_us = gpu_time_us(&gpu, &split_only, reps);
+                let bytes = (pos + 1) * kvh * hd * 2 * if cache.is_f16() { 2 } else { 4 };
+                eprintln!(
+                    "decode wg={dwg} chunks={nc:3} ctx {:5}: {us:7.1} µs/layer (split pass {split_us:.1}; {:.0} GB/s of K+V; f16={})",
+                    pos + 1,
+                    bytes as f64 / us / 1e3,
+                    cache.is_f16()
+                );
+            }
+        }
+        for (m, pos) in [(512usize, 0usize), (128, 1920), (64, 0)] {
+            let scratch = AttentionScratch::new(&gpu, nh, kvh, hd, max_len)
+                .unwrap()
+                .with_workgroups(dwg, pwg);
+            let p = record(m, 1, &scratch);
+            step.set(&gpu, pos as u32, m as u32);
+            let us = gpu_time_us(&gpu, &p, reps);
+            // Causal QKᵀ and PV: 4·hd flops per (row, head, visible position).
+            let visible: usize = (0..m).map(|i| pos + i + 1).sum();
+            let gflops = (4 * hd * nh * visible) as f64 / us / 1e3;
+            eprintln!(
+                "prefill wg={pwg} m={m:3} pos={pos:4}: {us:7.1} µs/layer ({gflops:.0} GFLOP/s)"
+            );
+        }
+    }
 }
