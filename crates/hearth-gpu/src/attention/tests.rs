@@ -398,7 +398,7 @@ fn bench_attention() {
     let wgs: &[(u32, u32)] = if sweep {
         &[(64, 32), (128, 64), (256, 128)]
     } else {
-        &[(256, 64)]
+        &[(DECODE_WG, PREFILL_WG)]
     };
     let chunks: &[usize] = if sweep {
         &[16, 32, 64, 128, 256]
