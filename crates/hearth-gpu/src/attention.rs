@@ -1,10 +1,11 @@
 //! Causal grouped-query attention over the KV cache (`shaders/attention.wgsl`).
 //!
-//! - Decode (`m_rows == 1`): flash-decoding. The positions `0..=step.pos` are split into a fixed
-//!   number of chunks whose size follows the current length (read from the [`Step`] uniform), so the
-//!   recorded dispatch does the same work spread over the same workgroups at every step; each
-//!   workgroup scores one chunk for a block of q heads sharing a kv head and writes a partial
-//!   (max, Σexp, Σexp·v) into [`AttentionScratch`]; a second dispatch merges them.
+//! - Decode (`m_rows == 1`): flash-decoding. The positions `0..=step.pos` are split over a fixed
+//!   number of chunks whose size follows the current length (read from the [`Step`] uniform, at
+//!   least one round of positions), so one recorded dispatch serves every step and long contexts
+//!   spread over all chunks; each workgroup walks one chunk for a block of q heads sharing a kv head
+//!   and writes a partial (max, Σexp, Σexp·v) into [`AttentionScratch`]; a second dispatch merges
+//!   them.
 //! - Prefill (`m_rows > 1`): flash attention with online softmax, one query row per invocation, K/V
 //!   tiles in workgroup memory shared by the q heads of a kv group; supports `step.pos > 0` (a later
 //!   prompt chunk attending to the cache).
