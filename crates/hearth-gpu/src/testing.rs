@@ -54,8 +54,9 @@ pub fn errors(got: &[f32], want: &[f32]) -> (f32, f32, usize) {
 /// the error figures always (visible with `--nocapture`).
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     let (max, mean, at) = errors(got, want);
+    let scale = want.iter().fold(0f32, |a, w| a.max(w.abs()));
     eprintln!(
-        "{what}: n={} max_err={max:.3e} mean_err={mean:.3e} (worst at {at})",
+        "{what}: n={} max_err={max:.3e} mean_err={mean:.3e} (worst at {at}), max|want|={scale:.3e}",
         got.len()
     );
     for (i, (g, w)) in got.iter().zip(want).enumerate() {

@@ -1,0 +1,468 @@
+//! The Llama decoder on Hearth's GPU kernels.
+//!
+//! Weights are uploaded once; the forward pass for a batch of `m` tokens is recorded once as a
+//! [`Program`] (pipelines and bind groups made up front) and replayed with a new [`Step`] position, so
+//! a decode step is one command buffer whose only readback is the sampled token id. The token history
+//! lives on the GPU: the embedding gather reads `tokens[pos + i]` and sampling writes `tokens[pos + m]`.
+
+mod generate;
+
+use std::collections::HashMap;
+
+use hearth_gpu::attention::{attention, AttentionScratch};
+use hearth_gpu::embed::embed;
+use hearth_gpu::kv_cache::KvCache;
+use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
+use hearth_gpu::rope::{rope_and_store, RopeStyle as GpuRope};
+use hearth_gpu::sample::{Sampler, SamplingParams};
+use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
+
+pub use generate::{GenerateOptions, Generation, StopReason};
+
+use crate::config::{LlamaConfig, RopeStyle};
+use crate::error::{ModelError, Result};
+use crate::weights::LlamaWeights;
+
+/// Sizes of the per-request buffers.
+#[derive(Clone, Debug)]
+pub struct LlamaOptions {
+    /// Context to allocate the KV cache for (clamped to the model's limit).
+    pub max_context: usize,
+    /// Prompt tokens processed per prefill submission (bounds activation memory).
+    pub prefill_chunk: usize,
+    /// Rows of logits kept for teacher forcing (`logits_all`); 1 is enough for generation.
+    pub logits_rows: usize,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        Self {
+            max_context: 4096,
+            prefill_chunk: 512,
+            logits_rows: 1,
+        }
+    }
+}
+
+/// One decoder block on the GPU.
+struct Layer {
+    attn_norm: Tensor<f32>, // [D]
+    wqkv: GpuMatrix,        // [(H + 2·KV)·hd, D]: q heads, k heads, v heads
+    wo: GpuMatrix,          // [D, H·hd]
+    ffn_norm: Tensor<f32>,  // [D]
+    w_gate_up: GpuMatrix,   // [2F, D]: gate rows then up rows
+    w_down: GpuMatrix,      // [D, F]
+}
+
+/// Activations for up to `rows` tokens.
+struct Scratch {
+    rows: usize,
+    x: Tensor<f32>,          // [rows, D] residual stream
+    qkv: Tensor<f32>,        // [rows, (H + 2·KV)·hd]
+    attn: Tensor<f32>,       // [rows, H·hd]
+    h: Tensor<f32>,          // [rows, F]
+    logits: Tensor<f32>,     // [V] the last row's, which sampling reads
+    logits_all: Tensor<f32>, // [logits_rows, V] teacher forcing
+}
+
+/// What the end of a recorded forward pass does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Head {
+    /// Only fill the KV cache (an early prompt chunk).
+    None,
+    /// LM head on the last row, then sample into the token history.
+    Sample,
+    /// LM head on every row (teacher forcing).
+    AllLogits,
+}
+
+pub struct Llama {
+    gpu: Gpu,
+    config: LlamaConfig,
+    options: LlamaOptions,
+    embed: GpuMatrix, // [V, D]
+    layers: Vec<Layer>,
+    norm: Tensor<f32>,          // [D]
+    lm_head: Option<GpuMatrix>, // [V, D]; None = tied to `embed`
+    inv_freq: Tensor<f32>,      // [hd/2]
+    cache: KvCache,
+    attn_scratch: AttentionScratch,
+    step: Step,
+    tokens: Tensor<u32>, // [max_context + 1] token history
+    scratch: Scratch,
+    sampler: Sampler,
+    programs: HashMap<(usize, Head), Program>,
+    /// Tokens already in the KV cache.
+    pos: usize,
+    readback: wgpu::Buffer,
+    weight_bytes: u64,
+}
+
+impl Llama {
+    /// Uploads `w` and prepares buffers for `options`.
+    pub async fn new(gpu: &Gpu, w: &LlamaWeights, options: LlamaOptions) -> Result<Self> {
+        w.validate()?;
+        let c = w.config.clone();
+        let max_context = options.max_context.min(c.max_position_embeddings).max(1);
+        let options = LlamaOptions {
+            max_context,
+            prefill_chunk: options.prefill_chunk.clamp(1, max_context),
+            logits_rows: options.logits_rows.clamp(1, max_context),
+        };
+        let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+        let embed = GpuMatrix::upload(gpu, "embed", &w.embed)?;
+        let lm_head = w
+            .lm_head
+            .as_ref()
+            .map(|m| GpuMatrix::upload(gpu, "lm_head", m))
+            .transpose()?;
+        let mut layers = Vec::with_capacity(w.layers.len());
+        for (i, l) in w.layers.iter().enumerate() {
+            layers.push(Layer {
+                attn_norm: Tensor::from_slice(gpu, "attn_norm", &[d], &l.attn_norm)?,
+                wqkv: GpuMatrix::upload(
+                    gpu,
+                    &format!("blk{i}.qkv"),
+                    &HostMatrix::concat_rows(&[&l.wq, &l.wk, &l.wv])?,
+                )?,
+                wo: GpuMatrix::upload(gpu, &format!("blk{i}.o"), &l.wo)?,
+                ffn_norm: Tensor::from_slice(gpu, "ffn_norm", &[d], &l.ffn_norm)?,
+                w_gate_up: GpuMatrix::upload(
+                    gpu,
+                    &format!("blk{i}.gate_up"),
+                    &HostMatrix::concat_rows(&[&l.w_gate, &l.w_up])?,
+                )?,
+                w_down: GpuMatrix::upload(gpu, &format!("blk{i}.down"), &l.w_down)?,
+            });
+        }
+        let weight_bytes = embed.bytes()
+            + lm_head.as_ref().map_or(0, |m| m.bytes())
+            + layers
+                .iter()
+                .map(|l| {
+                    l.wqkv.bytes()
+                        + l.wo.bytes()
+                        + l.w_gate_up.bytes()
+                        + l.w_down.bytes()
+                        + 8 * d as u64
+                })
+                .sum::<u64>();
+        let rows = options.prefill_chunk.max(options.logits_rows);
+        let scratch = Scratch {
+            rows,
+            x: Tensor::zeros(gpu, "x", &[rows, d])?,
+            qkv: Tensor::zeros(gpu, "qkv", &[rows, c.qkv_rows()])?,
+            attn: Tensor::zeros(gpu, "attn", &[rows, c.num_attention_heads * c.head_dim])?,
+            h: Tensor::zeros(gpu, "h", &[rows, f])?,
+            logits: Tensor::zeros(gpu, "logits", &[v])?,
+            logits_all: Tensor::zeros(gpu, "logits_all", &[options.logits_rows, v])?,
+        };
+        let cache = KvCache::new(
+            gpu,
+            c.num_hidden_layers,
+            c.num_key_value_heads,
+            c.head_dim,
+            max_context,
+        )?;
+        let attn_scratch = AttentionScratch::new(
+            gpu,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            max_context,
+        )?;
+        let readback = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("token readback"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let model = Self {
+            gpu: gpu.clone(),
+            embed,
+            layers,
+            norm: Tensor::from_slice(gpu, "norm", &[d], &w.norm)?,
+            lm_head,
+            inv_freq: Tensor::from_slice(gpu, "inv_freq", &[c.head_dim / 2], &c.rope_inv_freq())?,
+            cache,
+            attn_scratch,
+            step: Step::new(gpu),
+            tokens: Tensor::zeros(gpu, "tokens", &[max_context + 1])?,
+            scratch,
+            sampler: Sampler::new(gpu, v, &SamplingParams::greedy())?,
+            programs: HashMap::new(),
+            pos: 0,
+            readback,
+            weight_bytes,
+            options,
+            config: c,
+        };
+        gpu.take_uncaptured_error()?;
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+    /// Tokens the KV cache can hold.
+    pub fn max_context(&self) -> usize {
+        self.options.max_context
+    }
+    /// Tokens currently in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    /// Forgets the conversation (the KV cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+    /// GPU memory held by the model: weights, KV cache and activations.
+    pub fn gpu_bytes(&self) -> u64 {
+        let s = &self.scratch;
+        self.weight_bytes
+            + self.cache.bytes()
+            + [
+                s.x.bytes(),
+                s.qkv.bytes(),
+                s.attn.bytes(),
+                s.h.bytes(),
+                s.logits.bytes(),
+                s.logits_all.bytes(),
+                self.tokens.bytes(),
+            ]
+            .iter()
+            .sum::<u64>()
+    }
+
+    /// Records the forward pass of `m` tokens starting at `step.pos`.
+    async fn record(&self, m: usize, head: Head) -> Result<Program> {
+        let (gpu, c, s) = (&self.gpu, &self.config, &self.scratch);
+        let (nh, nkv, hd, eps) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.rms_norm_eps,
+        );
+        let style = match c.rope_style {
+            RopeStyle::Adjacent => GpuRope::Adjacent,
+            RopeStyle::Half => GpuRope::Half,
+        };
+        let mut p = Program::new();
+        p.extend(embed(gpu, &self.embed, &self.tokens, &self.step, m, &s.x).await?);
+        for (l, layer) in self.layers.iter().enumerate() {
+            // x += Wo · attention(rope(Wqkv · norm(x)))
+            let qkv = LinearSpec {
+                weight: &layer.wqkv,
+                norm: Some((&layer.attn_norm, eps)),
+                epilogue: Epilogue::Store,
+            };
+            p.extend(linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
+            p.extend(
+                rope_and_store(
+                    gpu,
+                    &s.qkv,
+                    m,
+                    nh,
+                    nkv,
+                    hd,
+                    style,
+                    &self.inv_freq,
+                    &self.cache,
+                    l,
+                    &self.step,
+                )
+                .await?,
+            );
+            p.extend(
+                attention(
+                    gpu,
+                    &s.qkv,
+                    m,
+                    nh,
+                    nkv,
+                    hd,
+                    &self.cache,
+                    l,
+                    &self.step,
+                    &self.attn_scratch,
+                    &s.attn,
+                )
+                .await?,
+            );
+            let wo = LinearSpec {
+                weight: &layer.wo,
+                norm: None,
+                epilogue: Epilogue::Accumulate,
+            };
+            p.extend(linear(gpu, &wo, &s.attn, 0, m, &s.x).await?);
+            // x += Wdown · (silu(Wgate · norm(x)) ⊙ Wup · norm(x))
+            let gate_up = LinearSpec {
+                weight: &layer.w_gate_up,
+                norm: Some((&layer.ffn_norm, eps)),
+                epilogue: Epilogue::SiluGate,
+            };
+            p.extend(linear(gpu, &gate_up, &s.x, 0, m, &s.h).await?);
+            let down = LinearSpec {
+                weight: &layer.w_down,
+                norm: None,
+                epilogue: Epilogue::Accumulate,
+            };
+            p.extend(linear(gpu, &down, &s.h, 0, m, &s.x).await?);
+        }
+        let lm = LinearSpec {
+            weight: self.lm_head.as_ref().unwrap_or(&self.embed),
+            norm: Some((&self.norm, eps)),
+            epilogue: Epilogue::Store,
+        };
+        match head {
+            Head::None => {}
+            Head::Sample => {
+                p.extend(linear(gpu, &lm, &s.x, m - 1, 1, &s.logits).await?);
+                p.extend(
+                    self.sampler
+                        .sample(gpu, &s.logits, &self.tokens, &self.step)
+                        .await?,
+                );
+            }
+            Head::AllLogits => p.extend(linear(gpu, &lm, &s.x, 0, m, &s.logits_all).await?),
+        }
+        Ok(p)
+    }
+
+    /// Runs the pass for `m` tokens at the current position (recording it on first use).
+    async fn run(&mut self, m: usize, head: Head) -> Result<()> {
+        if m == 0
+            || m > self.scratch.rows
+            || (head == Head::AllLogits && m > self.options.logits_rows)
+        {
+            return Err(ModelError::Config(format!(
+                "batch of {m} tokens outside 1..={}",
+                self.scratch.rows
+            )));
+        }
+        if self.pos + m > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: self.pos + m,
+                context: self.options.max_context,
+            });
+        }
+        if !self.programs.contains_key(&(m, head)) {
+            // Prompt lengths vary: keep the decode program and a few recent prefill programs.
+            if self.programs.len() > 8 {
+                self.programs.retain(|(k, _), _| *k == 1);
+            }
+            let program = self.record(m, head).await?;
+            self.programs.insert((m, head), program);
+        }
+        self.step.set(&self.gpu, self.pos as u32, m as u32);
+        if let Some(p) = self.programs.get(&(m, head)) {
+            self.gpu.submit(p);
+        }
+        self.pos += m;
+        Ok(())
+    }
+
+    /// Appends `tokens` to the context and samples the token that follows into the history
+    /// (read it with [`Llama::read_token`]). Long prompts go in chunks of `prefill_chunk`.
+    pub async fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(ModelError::Config("empty prompt".into()));
+        }
+        self.check_ids(tokens)?;
+        if self.pos + tokens.len() > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: self.pos + tokens.len(),
+                context: self.options.max_context,
+            });
+        }
+        self.tokens.write_at(&self.gpu, self.pos, tokens)?;
+        let chunks: Vec<usize> = tokens
+            .chunks(self.options.prefill_chunk)
+            .map(|c| c.len())
+            .collect();
+        for (i, &m) in chunks.iter().enumerate() {
+            let head = if i + 1 == chunks.len() {
+                Head::Sample
+            } else {
+                Head::None
+            };
+            self.run(m, head).await?;
+        }
+        Ok(())
+    }
+
+    /// Feeds the last sampled token (already in the GPU history) and samples the next one.
+    pub async fn decode_step(&mut self) -> Result<()> {
+        self.run(1, Head::Sample).await
+    }
+
+    /// The sampled token at the end of the context (`tokens[pos]`): the only per-step readback.
+    pub async fn read_token(&self) -> Result<u32> {
+        let mut enc = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(
+            self.tokens.buffer(),
+            4 * self.pos as u64,
+            &self.readback,
+            0,
+            4,
+        );
+        self.gpu.queue().submit([enc.finish()]);
+        let bytes = hearth_gpu::tensor::map_read(&self.gpu, &self.readback, 4).await?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// Sets the sampling parameters used by the next steps.
+    pub fn set_sampling(&self, params: &SamplingParams) {
+        self.sampler.set_params(&self.gpu, params);
+    }
+
+    /// Teacher forcing from position 0: row `i` holds the logits `[vocab]` after `tokens[..=i]`.
+    pub async fn logits_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.check_ids(tokens)?;
+        if tokens.len() > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: tokens.len(),
+                context: self.options.max_context,
+            });
+        }
+        self.reset();
+        self.tokens.write_at(&self.gpu, 0, tokens)?;
+        let v = self.config.vocab_size;
+        let mut out = Vec::with_capacity(tokens.len());
+        for chunk in tokens.chunks(self.options.logits_rows) {
+            self.run(chunk.len(), Head::AllLogits).await?;
+            let all = self.scratch.logits_all.read(&self.gpu).await?;
+            out.extend(all.chunks_exact(v).take(chunk.len()).map(|r| r.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Logits of the last sampled position (valid after `prefill` or `decode_step`).
+    pub async fn last_logits(&self) -> Result<Vec<f32>> {
+        let mut all = self.scratch.logits.read(&self.gpu).await?;
+        all.truncate(self.config.vocab_size);
+        Ok(all)
+    }
+
+    fn check_ids(&self, tokens: &[u32]) -> Result<()> {
+        match tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            Some(t) => Err(ModelError::Config(format!(
+                "token id {t} outside the vocabulary of {}",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
