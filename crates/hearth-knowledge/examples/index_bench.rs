@@ -6,7 +6,7 @@
 //!
 //! cargo run --release -p hearth-knowledge --example index_bench -- \
 //!     [--n 100000] [--dim 384] [--queries 1000] [--ef-construction 100] [--ef-search 16,32,64] \
-//!     [--dir /tmp/hearth-index-bench]
+//!     [--heuristic 0|1] [--dir /tmp/hearth-index-bench] [--keep 1] [--load-only 1]
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ struct Args {
     ef_search: Vec<usize>,
     heuristic: bool,
     dir: std::path::PathBuf,
+    /// Keep the saved snapshot; with `load_only`, only time loading it.
+    keep: bool,
+    load_only: bool,
 }
 
 fn args() -> Args {
@@ -35,6 +38,8 @@ fn args() -> Args {
         ef_construction: 100,
         ef_search: vec![16, 24, 32, 48, 64, 96],
         heuristic: true,
+        keep: false,
+        load_only: false,
         dir: std::env::temp_dir().join("hearth-index-bench"),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +53,8 @@ fn args() -> Args {
             "--ef-search" => a.ef_search = v.split(',').map(|x| x.parse().unwrap()).collect(),
             "--dir" => a.dir = v.into(),
             "--heuristic" => a.heuristic = v == "1" || v == "true",
+            "--keep" => a.keep = v == "1" || v == "true",
+            "--load-only" => a.load_only = v == "1" || v == "true",
             other => panic!("unknown argument {other}"),
         }
     }
@@ -187,6 +194,18 @@ fn summary(mut times: Vec<Duration>) -> String {
 
 fn main() {
     let args = args();
+    if args.load_only {
+        for _ in 0..3 {
+            let (index, wall, cpu) = timed(|| KnowledgeIndex::load(&args.dir).unwrap());
+            let chunks = index.chunk_count();
+            println!(
+                "load {chunks} chunks: wall {:.3} s, cpu {}",
+                wall.as_secs_f64(),
+                secs(cpu)
+            );
+        }
+        return;
+    }
     let (n, dim) = (args.n, args.dim);
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mixture = Mixture::new(&mut rng, dim);
@@ -333,5 +352,7 @@ fn main() {
     );
     let hits = loaded.search(&queries[0].1, "", 10, Mode::Dense).unwrap();
     assert_eq!(hits.len(), 10);
-    std::fs::remove_dir_all(&args.dir).ok();
+    if !args.keep {
+        std::fs::remove_dir_all(&args.dir).ok();
+    }
 }

@@ -441,6 +441,8 @@ fn read_keyword(
         return Err(corrupt("keyword index and chunks disagree"));
     }
     let mut previous = None;
+    let mut entries = Vec::with_capacity(n);
+    let mut df = vec![0usize; kw.terms.len()];
     for _ in 0..n {
         let id = r.u64()?;
         if previous.is_some_and(|p| p >= id) || !chunks.contains_key(&id) {
@@ -469,6 +471,7 @@ fn read_keyword(
                 return Err(corrupt(format!("chunk {id}: bad term entry")));
             }
             total += u64::from(tf);
+            df[term as usize] += 1;
             terms.push((term, tf));
         }
         if total != u64::from(len) {
@@ -476,9 +479,17 @@ fn read_keyword(
                 "chunk {id}: length {len} is not the sum of its term counts"
             )));
         }
-        kw.insert_terms(id, ChunkTerms { len, terms });
+        entries.push((id, ChunkTerms { len, terms }));
     }
     r.end()?;
+    // Sized posting lists, filled in id order: every insert is a push.
+    for (term, df) in kw.terms.iter_mut().zip(df) {
+        term.postings.reserve_exact(df);
+    }
+    kw.chunks.reserve(entries.len());
+    for (id, entry) in entries {
+        kw.insert_terms(id, entry);
+    }
     Ok(kw)
 }
 

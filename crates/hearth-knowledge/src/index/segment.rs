@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ChunkId;
 use crate::{KnowledgeError, Result};
 
-/// HNSW and rebuild tuning. Defaults come from `examples/index_bench.rs` (100k × 384).
+/// HNSW and rebuild tuning. The defaults come from `examples/index_bench.rs` (100k × 384
+/// clustered vectors): ef_search 32 gave recall@10 ≈ 0.99 at ~0.6 ms/query, and the plain
+/// neighbour selection builds ~3× faster than the heuristic at equal recall on that data.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DenseParams {
     /// Candidate list size while building the graph.
@@ -36,12 +38,12 @@ impl Default for DenseParams {
     fn default() -> Self {
         Self {
             ef_construction: 100,
-            ef_search: 64,
+            ef_search: 32,
             fresh_min: 1024,
             fresh_max: 4096,
             tombstone_ratio: 0.1,
             seed: 0x4845_4152_5448,
-            heuristic: true,
+            heuristic: false,
         }
     }
 }
