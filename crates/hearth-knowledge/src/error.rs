@@ -7,6 +7,16 @@ pub enum KnowledgeError {
         path: String,
         source: std::io::Error,
     },
+    /// A document (or something inside it) is over an extraction limit: size, depth, count or
+    /// work budget. `limit` is in the unit `what` names.
+    #[error("document exceeds the {what} limit ({limit})")]
+    Limit { what: &'static str, limit: u64 },
+    /// A document could not be parsed as the format it claims to be.
+    #[error("malformed {format} document: {reason}")]
+    Malformed { format: &'static str, reason: String },
+    /// A document kind or feature that extraction does not handle (encrypted PDF, binary data).
+    #[error("unsupported document: {0}")]
+    Unsupported(String),
     /// An embedding whose length differs from the index dimension.
     #[error("embedding has {found} dimensions, the index expects {expected}")]
     DimensionMismatch { expected: usize, found: usize },

@@ -1,10 +1,16 @@
 //! `hearth-knowledge`: document extraction, chunking, and the hybrid dense + keyword index.
 //! Builds natively and for wasm32-unknown-unknown (no GPU dependency).
 
+pub mod chunk;
+pub mod documents;
 pub mod error;
 pub mod index;
 pub mod store;
 
+pub use chunk::{chunk_document, ApproxTokenCounter, Chunk, ChunkOptions, TokenCounter};
+pub use documents::{
+    extract, extract_with, Block, BlockKind, DocId, DocKind, Document, Limits, SourceHint,
+};
 pub use error::{KnowledgeError, Result};
 pub use index::{
     ChunkId, DenseParams, DocumentMeta, Hit, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex,
