@@ -1,1 +1,129 @@
-fn main() {}
+//! `hearth`: the command-line face of the engine. With `--json`, stdout carries only the JSON object;
+//! progress and logs go to stderr.
+
+mod bench;
+mod model;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Hearth: a private, local knowledge assistant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Always pick the most likely token (the default).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k", "seed"])]
+    greedy: bool,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Penalise tokens seen in the last 64 positions (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt.
+    Generate {
+        /// A .gguf file, a Hugging Face directory or a Hearth pack (default: SmolLM2-135M-Instruct).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[arg(long)]
+        json: bool,
+        /// Print time to first token and tokens per second to stderr.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Teacher-forced next-token logits for every prefix of a token sequence.
+    Logits {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A JSON file `{"tokens":[ids]}`.
+        #[arg(long)]
+        tokens_json: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Convert a model into a Hearth pack (INT4 weights, tokenizer, config, manifest with sha256).
+    Convert {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure prefill and decode speed with random weights of Llama-3.2-1B's shapes.
+    Bench {
+        #[arg(long)]
+        json: bool,
+        /// Decode tokens per measurement.
+        #[arg(long, default_value_t = 128)]
+        decode_tokens: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate {
+            model,
+            prompt,
+            chat,
+            max_tokens,
+            sampling,
+            json,
+            timings,
+        } => run::generate(
+            model.as_deref(),
+            &prompt,
+            chat,
+            max_tokens,
+            &sampling,
+            json,
+            timings,
+        ),
+        Command::Logits {
+            model,
+            tokens_json,
+            top,
+        } => run::logits(model.as_deref(), &tokens_json, top),
+        Command::Convert { model, out } => run::convert(&model, &out),
+        Command::Bench {
+            json,
+            decode_tokens,
+        } => bench::run(json, decode_tokens),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

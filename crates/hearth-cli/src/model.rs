@@ -1,0 +1,67 @@
+//! Loading a model for the CLI: files → weights → GPU, with progress on stderr.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hearth_gpu::{Gpu, GpuOptions};
+use hearth_models::chat::ChatTemplate;
+use hearth_models::llama::{Llama, LlamaOptions};
+use hearth_models::loader::{self, ModelFiles};
+use hearth_models::tokenizer::Tokenizer;
+
+use crate::run::CliError;
+
+pub const DEFAULT_GENERATOR: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+pub struct Loaded {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+}
+
+/// The model at `path`, or the embedded default generator from the model cache.
+pub fn resolve(path: Option<&Path>) -> Result<PathBuf, CliError> {
+    match path {
+        Some(p) => Ok(p.to_path_buf()),
+        None => loader::default_model_path(DEFAULT_GENERATOR).ok_or_else(|| {
+            CliError::Msg(format!("the default model {DEFAULT_GENERATOR} is not in the model cache: run `make models`"))
+        }),
+    }
+}
+
+pub fn gpu() -> Result<Gpu, CliError> {
+    let gpu = pollster::block_on(Gpu::new(&GpuOptions::from_env()))?;
+    eprintln!("gpu: {}", gpu.describe());
+    Ok(gpu)
+}
+
+pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
+    let path = resolve(path)?;
+    let t0 = Instant::now();
+    eprintln!("loading {} …", path.display());
+    let ModelFiles {
+        weights, tokenizer, ..
+    } = loader::load_path(&path)?;
+    let tok = Tokenizer::from_files(&tokenizer)?;
+    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
+    let (bos, eos) = (name(tok.bos()), name(tok.eos_ids().first().copied()));
+    let template = ChatTemplate::from_files(&tokenizer, bos.as_deref(), eos.as_deref())?;
+    let t1 = Instant::now();
+    let gpu = gpu()?;
+    let model = pollster::block_on(Llama::new(&gpu, &weights, options))?;
+    eprintln!(
+        "loaded in {:.2}s (read {:.2}s, GPU {:.2}s): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
+        t0.elapsed().as_secs_f64(),
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64(),
+        weights.config.num_hidden_layers,
+        weights.config.hidden_size,
+        weights.config.vocab_size,
+        model.gpu_bytes() as f64 / 1e6
+    );
+    Ok(Loaded {
+        model,
+        tokenizer: tok,
+        template,
+    })
+}
