@@ -37,6 +37,9 @@ pub enum ModelError {
         expected: String,
         found: String,
     },
+    /// A malformed Hearth pack (manifest, layout).
+    #[error("bad Hearth pack: {0}")]
+    Pack(String),
     #[error("prompt of {tokens} tokens does not fit the context of {context} tokens")]
     ContextOverflow { tokens: usize, context: usize },
 }

@@ -1,0 +1,108 @@
+//! One entry point for every model source: a `.gguf` file, a Hugging Face directory or a Hearth pack
+//! (a directory with `manifest.json`). The byte-based entry points work on wasm32 (no filesystem).
+
+use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::{Path, PathBuf};
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::ModelError;
+use crate::error::Result;
+use crate::gguf::{Gguf, MetaValue};
+use crate::weights::LlamaWeights;
+
+/// What the tokenizer is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenizerFiles {
+    /// The GGUF metadata (all keys; the tokenizer reads `tokenizer.*`).
+    Gguf(BTreeMap<String, MetaValue>),
+    /// Hugging Face `tokenizer.json` and, if present, `tokenizer_config.json` (chat template).
+    Hf {
+        tokenizer_json: Vec<u8>,
+        tokenizer_config_json: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ModelKind {
+    Gguf,
+    HuggingFace,
+    Pack,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFiles {
+    pub weights: LlamaWeights,
+    pub tokenizer: TokenizerFiles,
+    pub kind: ModelKind,
+}
+
+/// A whole GGUF file in memory (the weights are converted losslessly; see `gguf::convert`).
+pub fn load_gguf_bytes(bytes: &[u8]) -> Result<ModelFiles> {
+    let gguf = Gguf::parse(bytes)?;
+    let weights = gguf.llama_weights(bytes)?;
+    Ok(ModelFiles {
+        weights,
+        tokenizer: TokenizerFiles::Gguf(gguf.metadata),
+        kind: ModelKind::Gguf,
+    })
+}
+
+/// A Hearth pack from any file source: `files(name)` returns the bytes of the pack's file `name`
+/// (on wasm, e.g. from OPFS). Every file's sha256 is checked against `manifest.json`.
+pub fn load_pack_files(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<ModelFiles> {
+    crate::pack::load_pack(files)
+}
+
+/// Loads a `.gguf` file, a Hugging Face directory (`config.json` + safetensors) or a Hearth pack
+/// directory (detected by `manifest.json`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_path(path: &Path) -> Result<ModelFiles> {
+    let io = |e| ModelError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_dir() {
+        if path.join(crate::pack::MANIFEST).is_file() {
+            return load_pack_files(&|name| read_file(&path.join(name)));
+        }
+        if path.join("config.json").is_file() {
+            return crate::safetensors::load_hf_dir(path);
+        }
+        return Err(ModelError::Unsupported(format!(
+            "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
+            path.display(),
+            crate::pack::MANIFEST
+        )));
+    }
+    let bytes = read_file(path)?;
+    if !Gguf::sniff(&bytes) {
+        return Err(ModelError::Unsupported(format!(
+            "{}: not a GGUF file, Hugging Face directory or Hearth pack",
+            path.display()
+        )));
+    }
+    load_gguf_bytes(&bytes)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| ModelError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// Where a downloaded model lives: `$HEARTH_MODELS/<name>` if that exists, else
+/// `~/.cache/hearth/models/<name>` if that exists (`name` may contain `/`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn default_model_path(name: &str) -> Option<PathBuf> {
+    let env = std::env::var_os("HEARTH_MODELS").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hearth/models"));
+    [env, home]
+        .into_iter()
+        .flatten()
+        .map(|root| root.join(name))
+        .find(|p| p.exists())
+}
