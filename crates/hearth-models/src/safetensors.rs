@@ -133,20 +133,19 @@ fn parse_rope_scaling(v: Option<serde_json::Value>) -> Result<Option<Llama3RopeS
     }
 }
 
+const HF_LAYER_MATRICES: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
 /// Hugging Face tensor names for layer `i`, in `LayerWeights` matrix order.
 pub fn hf_layer_names(i: usize) -> [String; 7] {
-    [
-        "self_attn.q_proj",
-        "self_attn.k_proj",
-        "self_attn.v_proj",
-        "self_attn.o_proj",
-    ]
-    .into_iter()
-    .chain(["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"])
-    .map(|n| format!("model.layers.{i}.{n}.weight"))
-    .collect::<Vec<_>>()
-    .try_into()
-    .unwrap_or_else(|_| unreachable!("seven names"))
+    HF_LAYER_MATRICES.map(|n| format!("model.layers.{i}.{n}.weight"))
 }
 
 /// `weight_map` of `model.safetensors.index.json`: tensor name → shard file name.
