@@ -115,6 +115,27 @@ test('no errors in the side panel or the service worker', () => {
   assert.deepEqual(h.swLog, []);
 });
 
+test('the manifest keeps the extension closed', async () => {
+  const m = await h.sw.evaluate(() => chrome.runtime.getManifest());
+  assert.equal(m.manifest_version, 3);
+  assert.equal(m.minimum_chrome_version, '124');
+  assert.deepEqual([...m.permissions].sort(),
+    ['activeTab', 'contextMenus', 'scripting', 'sidePanel', 'storage', 'unlimitedStorage']);
+  assert.equal(m.host_permissions, undefined);
+  assert.equal(m.optional_permissions, undefined);
+  assert.equal(m.optional_host_permissions, undefined);
+  assert.equal(m.content_scripts, undefined);
+  assert.equal(m.web_accessible_resources, undefined);
+  assert.deepEqual(m.externally_connectable?.ids, []);
+  assert.deepEqual(m.externally_connectable?.matches ?? [], []);
+  assert.equal(m.background.type, 'module');
+  assert.equal(m.side_panel.default_path, 'sidepanel.html');
+  const csp = m.content_security_policy.extension_pages;
+  assert.match(csp, /connect-src 'self'(;|$)/);
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'(;|$)/);
+  assert.match(csp, /default-src 'self'(;|$)/);
+});
+
 test('no request left the extension', () => {
   const seen = h.requests.length;
   assert.ok(seen > 0, 'the recorders saw nothing at all: they are not working');

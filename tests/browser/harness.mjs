@@ -20,7 +20,8 @@ const require = createRequire(new URL('../../extension/package.json', import.met
 const { chromium } = require('playwright-core');
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
-export const EXTENSION = join(REPO, 'extension', 'dist');
+/** The unpacked extension (`HEARTH_EXTENSION_DIR` overrides, e.g. to test a modified copy). */
+export const EXTENSION = process.env.HEARTH_EXTENSION_DIR ?? join(REPO, 'extension', 'dist');
 export const SCREENSHOTS = fileURLToPath(new URL('./screenshots', import.meta.url));
 const CHROMIUM = process.env.HEARTH_CHROMIUM ?? '/usr/bin/chromium';
 
