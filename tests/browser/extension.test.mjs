@@ -163,3 +163,12 @@ test('the recorders see the service worker\'s fetches and a page navigating to t
   const caught = h.requests.slice(before).filter((r) => !isAllowedUrl(r.url));
   assert.ok(caught.some((r) => r.url.startsWith('http://hearth-canary.invalid/')), 'the navigation went unseen');
 });
+
+// Also last: proves the error recorders of the "no errors" test would see an error.
+test('the error recorders see console errors in the service worker and the panel', async () => {
+  await h.sw.evaluate(() => console.error('hearth-canary-sw'));
+  await page.evaluate(() => console.error('hearth-canary-page'));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(h.swLog.some((l) => l.includes('hearth-canary-sw')), `service worker log: ${JSON.stringify(h.swLog)}`);
+  assert.ok(pageErrors.some((l) => l.includes('hearth-canary-page')), `page log: ${JSON.stringify(pageErrors)}`);
+});
