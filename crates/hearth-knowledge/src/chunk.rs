@@ -288,25 +288,29 @@ impl<'d> Chunker<'d> {
             .target_tokens
             .saturating_sub(self.base)
             .clamp(1, self.room());
+        // Chunk `units[i..k]`; `done` = units already covered by the previous chunk, so every
+        // chunk must end past it (k > done) or it would repeat a subset of the previous one.
         let mut i = 0;
+        let mut done = 0;
         while i < n {
+            let floor = (done + 1).max(i + 1);
             let fits = |k: usize| {
                 prefix[k] - prefix[i] <= target
                     && units[k - 1].end - units[i].start <= self.opts.max_chunk_bytes
             };
-            let mut j = i + 1;
+            let mut j = floor;
             while j < n && fits(j + 1) {
                 j += 1;
             }
             let mut k = if j < n {
-                self.best_cut(units, &prefix, i, j, target)
+                self.best_cut(units, &prefix, i, j, target, floor)
             } else {
                 j
             };
             let mut tokens = self.counter.count(self.span_text(units, i, k));
-            if tokens > self.opts.max_tokens && k > i + 1 {
+            if tokens > self.opts.max_tokens && k > floor {
                 // The estimate was optimistic (sub-additive tokenizers): largest prefix that fits.
-                let (mut lo, mut hi) = (i + 1, k - 1);
+                let (mut lo, mut hi) = (floor, k - 1);
                 while lo < hi {
                     let mid = (lo + hi).div_ceil(2);
                     if self.counter.count(self.span_text(units, i, mid)) <= self.opts.max_tokens {
@@ -318,7 +322,12 @@ impl<'d> Chunker<'d> {
                 k = lo;
                 tokens = self.counter.count(self.span_text(units, i, k));
             }
+            if tokens > self.opts.max_tokens && i < done {
+                i = done; // the overlap crowds out the next unit: start without it
+                continue;
+            }
             self.emit(seg, units[i].start, units[k - 1].end, tokens);
+            done = k;
             if k >= n {
                 break;
             }
@@ -330,12 +339,19 @@ impl<'d> Chunker<'d> {
             {
                 s -= 1;
             }
+            // ...and it must leave room for the next unit within the target.
+            while s < k
+                && (prefix[k + 1] - prefix[s] > target
+                    || units[k].end - units[s].start > self.opts.max_chunk_bytes)
+            {
+                s += 1;
+            }
             i = s;
         }
     }
 
     /// The chunk `units[i..k]` ends where the break is best: the last block end, else sentence
-    /// end, else word, among cuts that keep at least half the target.
+    /// end, else word, among cuts `k >= floor` that keep at least half the target.
     fn best_cut(
         &self,
         units: &[Unit],
@@ -343,10 +359,11 @@ impl<'d> Chunker<'d> {
         i: usize,
         j: usize,
         target: usize,
+        floor: usize,
     ) -> usize {
         let min = target / 2;
         for want in [2u8, 1] {
-            let cut = (i + 1..=j)
+            let cut = (floor..=j)
                 .rev()
                 .find(|&k| units[k - 1].brk >= want && prefix[k] - prefix[i] >= min);
             if let Some(k) = cut {

@@ -312,3 +312,25 @@ fn sentence_and_paragraph_boundaries_are_preferred() {
         "all cuts at paragraph ends: paragraphs are small"
     );
 }
+
+/// A large word right after a cut: the overlap shrinks so the next chunk still reaches past
+/// the previous one (found by fuzzing: chunks used to repeat a subset of their predecessor).
+#[test]
+fn overlap_yields_to_a_large_next_word() {
+    let opts = ChunkOptions {
+        max_word_bytes: 4096,
+        ..ChunkOptions::default()
+    };
+    let mut text = "ab ".repeat(100);
+    text.push_str(&"x".repeat(1200)); // one word of ~200 estimated tokens
+    text.push_str(&" cd".repeat(50));
+    let doc = synthetic(&text, "w.txt");
+    let chunks = chunk_document(&doc, &ApproxTokenCounter, &opts);
+    check(&doc, &chunks, &ApproxTokenCounter, &opts);
+    let big = chunks.iter().find(|c| c.text.contains("xxxx")).unwrap();
+    assert!(
+        big.text.starts_with("ab "),
+        "some overlap survives: {:?}",
+        &big.text[..20]
+    );
+}

@@ -36,9 +36,19 @@ fn check(doc: &Document) {
         last = b.span.1;
     }
     let opts = ChunkOptions::default();
+    let mut prev: Option<(usize, usize)> = None;
     for c in chunk_document(doc, &ApproxTokenCounter, &opts) {
         assert_eq!(c.text, doc.text[c.span.0..c.span.1]);
         assert!(c.tokens <= opts.max_tokens && c.text.len() <= opts.max_chunk_bytes);
+        if let Some((s, e)) = prev {
+            assert!(
+                c.span.0 > s && c.span.1 > e,
+                "chunk {:?} after {:?}",
+                c.span,
+                (s, e)
+            );
+        }
+        prev = Some(c.span);
     }
 }
 
@@ -322,6 +332,50 @@ fn hand_made_pdf_and_hostile_variants() {
         matches!(err, Err(KnowledgeError::Unsupported(_))),
         "{err:?}"
     );
+}
+
+/// The reader's feature paths on one hand-made page: a Type1 font with `/Differences` (glyph
+/// names `uni0041`, `fi`, `eacute`), a Type0 font with 2-byte codes mapped by a ToUnicode CMap
+/// (`bfrange` and a ligature `bfchar`), a TJ gap wide enough to be a space, an inline image
+/// whose binary data contains `EI`, a form XObject, a compressed content stream and an Info
+/// title with an octal escape.
+#[test]
+fn hand_made_pdf_features() {
+    let content = b"BT /F1 12 Tf 72 700 Td (Hello ABC) Tj 0 -14 Td [(Wide) -1000 (world)] TJ \
+        0 -14 Td /F2 12 Tf <000100020003> Tj ET \
+        BI /W 2 /H 2 /BPC 8 /CS /G ID \x00\x01EI\x02 EI /X Do";
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(content).unwrap();
+    let cmap = b"begincmap 1 begincodespacerange <0000> <FFFF> endcodespacerange \
+        1 beginbfrange <0001> <0002> <0061> endbfrange 1 beginbfchar <0003> <00660069> endbfchar endcmap";
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /Contents 5 0 R /Resources << /Font << /F1 4 0 R /F2 6 0 R >> \
+          /XObject << /X 8 0 R >> >> >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica \
+          /Encoding << /Differences [65 /uni0041 /fi /eacute] >> >>"
+            .to_vec(),
+        stream("/Filter /FlateDecode", &z.finish().unwrap()),
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H /ToUnicode 7 0 R \
+          /DescendantFonts [<< /Subtype /CIDFontType2 /DW 500 /W [1 [600 700] 3 5 400] >>] >>"
+            .to_vec(),
+        stream("", cmap),
+        stream(
+            "/Type /XObject /Subtype /Form /Resources << /Font << /F1 4 0 R >> >> \
+             /Matrix [1 0 0 1 0 -100]",
+            b"BT /F1 12 Tf 72 600 Td (in form) Tj ET",
+        ),
+    ];
+    let mut bytes = pdf(&objects);
+    bytes.extend_from_slice(b"trailer << /Root 1 0 R /Info << /Title (T\\351st) >> >>\n");
+    let doc = run(&bytes, "f.pdf", &Limits::default()).unwrap();
+    assert_eq!(doc.title, "T\u{e9}st");
+    let blocks: Vec<&str> = doc.blocks.iter().map(|b| doc.block_text(b)).collect();
+    // 14pt line spacing joins the three lines into one paragraph; the form's line, 100pt
+    // lower, is another.
+    assert_eq!(blocks, ["Hello Afi\u{e9} Wide world abfi", "in form"]);
 }
 
 #[test]

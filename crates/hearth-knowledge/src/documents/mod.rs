@@ -84,7 +84,8 @@ pub struct Document {
     /// Hex SHA-256 of the source bytes.
     pub content_hash: String,
     pub text: String,
-    /// In text order, non-overlapping, never empty.
+    /// In text order, non-overlapping; each block's text is non-empty and (except `Code`)
+    /// trimmed. Text between blocks is only separators (`\n\n`, `\n`, `\t`).
     pub blocks: Vec<Block>,
 }
 
