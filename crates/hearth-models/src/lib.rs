@@ -1,16 +1,20 @@
 //! `hearth-models`: weight formats and loaders, the Llama decoder, tokenizers and chat templates.
 
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod loader;
 pub mod pack;
 pub mod safetensors;
+pub mod tokenizer;
 pub mod weights;
 
+pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Llama3RopeScaling, LlamaConfig, RopeStyle};
 pub use error::{ModelError, Result};
 pub use loader::{load_gguf_bytes, load_pack_files, ModelFiles, ModelKind, TokenizerFiles};
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::{default_model_path, load_path};
+pub use tokenizer::{StreamDecoder, Tokenizer};
 pub use weights::{LayerWeights, LlamaWeights};
