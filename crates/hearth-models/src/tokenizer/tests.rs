@@ -344,3 +344,56 @@ fn bad_gguf_metadata_is_a_typed_error() {
     // A missing `pre` is llama.cpp's `default` split, not an error.
     with("tokenizer.ggml.pre", None).unwrap();
 }
+
+#[derive(serde::Deserialize)]
+struct Prompts {
+    logits: Vec<RefPrompt>,
+    chat: Vec<RefChat>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefPrompt {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[derive(serde::Deserialize)]
+struct RefChat {
+    messages: Vec<crate::chat::Message>,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    completion_ids: Vec<u32>,
+    completion_text: String,
+}
+
+/// The fidelity fixture's prompts are what Hearth's template and tokenizer produce, and its
+/// completions decode to llama.cpp's text.
+#[test]
+fn smollm2_reference_prompts_and_completions() {
+    let tok = smollm2();
+    let json = std::fs::read(fixtures().join("llamacpp/smollm2.json")).unwrap();
+    let r: Prompts = serde_json::from_slice(&json).unwrap();
+    assert!(r.logits.len() >= 3 && r.chat.len() >= 2);
+    for p in &r.logits {
+        assert_eq!(tok.encode(&p.text, true).unwrap(), p.ids, "{:?}", p.text);
+    }
+    let files = TokenizerFiles::Gguf(smollm2_metadata().clone());
+    let bos = tok.bos().and_then(|b| tok.id_to_token(b));
+    let eos = tok.id_to_token(tok.eos_ids()[0]);
+    let template =
+        crate::chat::ChatTemplate::from_files(&files, bos.as_deref(), eos.as_deref()).unwrap();
+    for c in &r.chat {
+        assert_eq!(template.render(&c.messages, true).unwrap(), c.prompt);
+        assert_eq!(
+            template.render_ids(tok, &c.messages, true).unwrap(),
+            c.prompt_ids
+        );
+        let content: Vec<u32> = c
+            .completion_ids
+            .iter()
+            .copied()
+            .filter(|&id| !tok.is_eos(id))
+            .collect();
+        assert_eq!(tok.decode(&content).unwrap(), c.completion_text);
+    }
+}
