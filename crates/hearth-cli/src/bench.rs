@@ -64,15 +64,27 @@ fn decode(m: &mut Llama, depth: usize, n: usize) -> Result<f64, CliError> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-pub fn run(json: bool, decode_tokens: usize) -> Result<(), CliError> {
+pub fn run(
+    json: bool,
+    decode_tokens: usize,
+    prefills: &[usize],
+    depths: &[usize],
+) -> Result<(), CliError> {
     let config = llama_3_2_1b();
+    let longest = prefills
+        .iter()
+        .chain(depths)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let gpu = model::gpu()?;
     eprintln!("making random Llama-3.2-1B-shaped INT4 weights …");
     let weights = LlamaWeights::random(&config, WeightFormat::Q4, 1)?;
     let t = Instant::now();
     let opts = LlamaOptions {
-        max_context: 4096,
-        prefill_chunk: 2048,
+        max_context: (longest + decode_tokens + 1).max(4096),
+        prefill_chunk: prefills.iter().copied().max().unwrap_or(1).clamp(1, 2048),
         logits_rows: 1,
     };
     let mut m = pollster::block_on(Llama::new(&gpu, &weights, opts))?;
@@ -80,40 +92,50 @@ pub fn run(json: bool, decode_tokens: usize) -> Result<(), CliError> {
     drop(weights);
     eprintln!("uploaded in {load:.2}s; warming up …");
     // Record and compile every program the measurements use.
-    prefill(&mut m, 512)?;
-    prefill(&mut m, 2048)?;
-    decode(&mut m, 1, 4)?;
+    for &n in prefills {
+        prefill(&mut m, n)?;
+    }
+    decode(&mut m, 1, 4.min(decode_tokens))?;
 
-    let p512 = 512.0 / prefill(&mut m, 512)?;
-    let t2048 = prefill(&mut m, 2048)?;
-    let d0 = decode(&mut m, 1, decode_tokens)?;
-    let d2048 = decode(&mut m, 2048, decode_tokens)?;
+    let mut prefill_rows = Vec::new();
+    for &n in prefills {
+        let secs = prefill(&mut m, n)?;
+        eprintln!(
+            "prefill {n:>5}: {:>10.1} tok/s ({secs:.4} s)",
+            n as f64 / secs
+        );
+        prefill_rows
+            .push(serde_json::json!({ "tokens": n, "seconds": secs, "tok_s": n as f64 / secs }));
+    }
+    let mut decode_rows = Vec::new();
+    for &depth in depths {
+        let rate = decode(&mut m, depth, decode_tokens)?;
+        eprintln!("decode at depth {depth:>5}: {rate:>10.1} tok/s");
+        decode_rows
+            .push(serde_json::json!({ "depth": depth, "tokens": decode_tokens, "tok_s": rate }));
+    }
     let report = serde_json::json!({
         "device": gpu.describe(),
         "model": "Llama-3.2-1B shapes, random INT4 (group 32) weights, tied embeddings",
-        "prefill_512_tok_s": p512,
-        "prefill_2048_tok_s": 2048.0 / t2048,
-        "prefill_2048_s": t2048,
-        "decode_depth0_tok_s": d0,
-        "decode_depth2048_tok_s": d2048,
-        "decode_tokens": decode_tokens,
+        "prefill": prefill_rows,
+        "decode": decode_rows,
         "gpu_bytes": m.gpu_bytes(),
+        "weight_bytes": m.weight_bytes(),
+        "max_context": m.max_context(),
         "load_s": load,
         "kv_cache_f16": gpu.features().f16,
+        "subgroups": gpu.features().subgroups,
     });
     if json {
         println!("{report}");
     } else {
-        println!("device            {}", gpu.describe());
-        println!("prefill 512       {p512:>10.1} tok/s");
+        println!("device      {}", gpu.describe());
         println!(
-            "prefill 2048      {:>10.1} tok/s ({t2048:.3} s)",
-            2048.0 / t2048
+            "GPU memory  {:.1} MB ({:.1} MB weights)",
+            m.gpu_bytes() as f64 / 1e6,
+            m.weight_bytes() as f64 / 1e6
         );
-        println!("decode depth 0    {d0:>10.1} tok/s");
-        println!("decode depth 2048 {d2048:>10.1} tok/s");
-        println!("GPU memory        {:>10.1} MB", m.gpu_bytes() as f64 / 1e6);
-        println!("load              {load:>10.2} s");
+        println!("load        {load:.2} s");
     }
     Ok(())
 }

@@ -85,6 +85,12 @@ enum Command {
         /// Decode tokens per measurement.
         #[arg(long, default_value_t = 128)]
         decode_tokens: usize,
+        /// Prompt lengths to time prefill at.
+        #[arg(long, value_delimiter = ',', default_value = "512,2048")]
+        prefill: Vec<usize>,
+        /// Context depths to time decoding at.
+        #[arg(long, value_delimiter = ',', default_value = "0,2048")]
+        depths: Vec<usize>,
     },
 }
 
@@ -117,7 +123,9 @@ fn main() -> ExitCode {
         Command::Bench {
             json,
             decode_tokens,
-        } => bench::run(json, decode_tokens),
+            prefill,
+            depths,
+        } => bench::run(json, decode_tokens, &prefill, &depths),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,15 @@
 //! The logic lives in plain Rust functions ([`gpu_report`], [`self_test_report`]) that the native
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
+mod engine;
+
 use std::cell::RefCell;
 
 use hearth_gpu::{elementwise, Gpu, GpuOptions, Program, Tensor};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+
+pub use engine::{Engine, EngineCore, GenerateRequest, GenerateResult, ModelInfo};
 
 /// Runs when the module is instantiated: route Rust panics to `console.error`.
 #[wasm_bindgen(start)]

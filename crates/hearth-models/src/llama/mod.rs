@@ -95,6 +95,8 @@ pub struct Llama {
     /// Tokens already in the KV cache.
     pos: usize,
     readback: wgpu::Buffer,
+    /// The position whose token the last submit already copied into `readback`.
+    copied: Option<usize>,
     weight_bytes: u64,
 }
 
@@ -193,6 +195,7 @@ impl Llama {
             programs: HashMap::new(),
             pos: 0,
             readback,
+            copied: None,
             weight_bytes,
             options,
             config: c,
@@ -218,6 +221,11 @@ impl Llama {
     /// Forgets the conversation (the KV cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.copied = None;
+    }
+    /// GPU memory held by the weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
     /// GPU memory held by the model: weights, KV cache and activations.
     pub fn gpu_bytes(&self) -> u64 {
@@ -358,10 +366,26 @@ impl Llama {
             self.programs.insert((m, head), program);
         }
         self.step.set(&self.gpu, self.pos as u32, m as u32);
+        let mut enc = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
         if let Some(p) = self.programs.get(&(m, head)) {
-            self.gpu.submit(p);
+            p.encode(&mut enc);
         }
         self.pos += m;
+        // The sampled id rides back in the same command buffer: one submit per decode step.
+        if head == Head::Sample {
+            enc.copy_buffer_to_buffer(
+                self.tokens.buffer(),
+                4 * self.pos as u64,
+                &self.readback,
+                0,
+                4,
+            );
+        }
+        self.copied = (head == Head::Sample).then_some(self.pos);
+        self.gpu.queue().submit([enc.finish()]);
         Ok(())
     }
 
@@ -400,19 +424,22 @@ impl Llama {
     }
 
     /// The sampled token at the end of the context (`tokens[pos]`): the only per-step readback.
-    pub async fn read_token(&self) -> Result<u32> {
-        let mut enc = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(
-            self.tokens.buffer(),
-            4 * self.pos as u64,
-            &self.readback,
-            0,
-            4,
-        );
-        self.gpu.queue().submit([enc.finish()]);
+    pub async fn read_token(&mut self) -> Result<u32> {
+        if self.copied != Some(self.pos) {
+            let mut enc = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(
+                self.tokens.buffer(),
+                4 * self.pos as u64,
+                &self.readback,
+                0,
+                4,
+            );
+            self.gpu.queue().submit([enc.finish()]);
+        }
+        self.copied = None;
         let bytes = hearth_gpu::tensor::map_read(&self.gpu, &self.readback, 4).await?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
