@@ -19,7 +19,7 @@ HEARTH := target/release/hearth
 
 PROMPT ?= What is the capital of France?
 MAX_TOKENS ?= 64
-BENCH_ARGS ?= --model $(SMOLLM2)
+BENCH_ARGS ?=
 
 WASM_RAW := target/wasm32-unknown-unknown/release/hearth_wasm.wasm
 PKG := extension/pkg
@@ -36,7 +36,7 @@ help:
 	@echo 'make deps      install what is missing (apt, rustup target, wasm-bindgen-cli, npm ci)'
 	@echo 'make models    fetch and verify the models in $(HEARTH_MODELS)'
 	@echo 'make extension build extension/dist and extension/hearth-extension.zip'
-	@echo 'make bench     hearth bench $(BENCH_ARGS)'
+	@echo 'make bench     hearth bench $(BENCH_ARGS) (prefill/decode speed; BENCH_ARGS="--json ...")'
 	@echo 'make fmt | lint | clean'
 
 deps:
@@ -53,7 +53,7 @@ run: deps models release
 	@echo '== hearth generate ($(SMOLLM2))'
 	$(HEARTH) generate --model "$(SMOLLM2)" --chat --prompt "$(PROMPT)" --max-tokens $(MAX_TOKENS)
 
-bench: deps models release
+bench: deps release
 	$(HEARTH) bench $(BENCH_ARGS)
 
 test: deps models
