@@ -59,6 +59,7 @@ bench: deps release
 test: deps models
 	@$(MAKE) test-rust
 	@$(MAKE) extension
+	@$(MAKE) release
 	@$(MAKE) test-browser
 
 test-rust:
@@ -72,7 +73,7 @@ test-browser:
 
 # ---- The extension: Rust → wasm → wasm-bindgen → wasm-opt, then TypeScript → esbuild ----
 
-extension: deps
+extension: deps models
 	@echo '== cargo build -p hearth-wasm --target wasm32-unknown-unknown --release'
 	$(CARGO) build -p hearth-wasm --target wasm32-unknown-unknown --release
 	@$(MAKE) $(PKG)/hearth_wasm_bg.wasm

@@ -60,6 +60,20 @@ copyFileSync(join(root, 'manifest.json'), join(dist, 'manifest.json'));
 for (const f of readdirSync(join(root, 'static'))) copyFileSync(join(root, 'static', f), join(dist, f));
 copyFileSync(join(pkg, 'hearth_wasm_bg.wasm'), join(dist, 'hearth_wasm_bg.wasm'));
 
+// ---- Models: the embedded default ships in the package; the tiny random test model only in dist/ ----
+
+const modelCache = process.env.HEARTH_MODELS ?? join(process.env.HOME ?? '', '.cache', 'hearth', 'models');
+const smollm2 = join(modelCache, 'smollm2-135m-instruct', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+if (!existsSync(smollm2)) {
+  console.error(`${smollm2} is missing: run \`make models\` first.`);
+  process.exit(1);
+}
+mkdirSync(join(dist, 'models', 'test'), { recursive: true });
+copyFileSync(smollm2, join(dist, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf'));
+copyFileSync(join(root, '..', 'tests', 'fixtures', 'tiny', 'tiny-llama.gguf'), join(dist, 'models', 'test', 'tiny-llama.gguf'));
+/** Test-only files that stay out of the store package. */
+const TEST_ONLY = join('models', 'test');
+
 // ---- A store-ready zip of dist/ (stored paths relative to dist/, no directory entries needed) ----
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -85,7 +99,7 @@ function zip(srcDir, out) {
   let offset = 0;
   // A fixed timestamp (1980-01-01) keeps the zip reproducible.
   const [time, date] = [0, (0 << 9) | (1 << 5) | 1];
-  for (const path of files(srcDir)) {
+  for (const path of files(srcDir).filter((f) => !relative(srcDir, f).startsWith(TEST_ONLY))) {
     const name = Buffer.from(relative(srcDir, path).split('\\').join('/'));
     const data = readFileSync(path);
     const deflated = deflateRawSync(data, { level: 9 });

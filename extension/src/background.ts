@@ -35,6 +35,7 @@ const LAST_CAPTURE_KEY = 'lastCapture';
 const handlers: Handlers = {
   'gpu.info': () => engine.gpuInfo(),
   'gpu.selfTest': () => engine.selfTest(),
+  'model.generate': (req, ctx) => engine.generate(req, (piece) => ctx.progress({ piece }), ctx.signal),
   'page.lastCapture': async () => {
     const got = await chrome.storage.session.get(LAST_CAPTURE_KEY);
     return (got[LAST_CAPTURE_KEY] as PageCapture | undefined) ?? null;

@@ -65,10 +65,38 @@ export interface PageCapture {
 
 // ---- Requests pages may make, and what each answers ----
 
+/** Models shipped in the package: the embedded default, and a tiny random one for tests. */
+export const PACKAGED_MODELS = {
+  default: 'models/SmolLM2-135M-Instruct.Q4_1.gguf',
+  'test-tiny': 'models/test/tiny-llama.gguf',
+} as const;
+export type PackagedModel = keyof typeof PACKAGED_MODELS;
+
+/** A generation request: text (optionally wrapped in the chat template) or token ids. */
+export interface GenerateRequest {
+  type: 'model.generate';
+  model: PackagedModel;
+  prompt?: string;
+  prompt_tokens?: number[];
+  chat?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  seed?: number;
+}
+
+export interface GenerateResult {
+  prompt_tokens: number[];
+  tokens: number[];
+  text: string;
+}
+
 export type Request =
   | { type: 'gpu.info' }
   | { type: 'gpu.selfTest' }
-  | { type: 'page.lastCapture' };
+  | { type: 'page.lastCapture' }
+  | GenerateRequest;
 
 export type RequestType = Request['type'];
 
@@ -77,6 +105,7 @@ export interface Responses {
   'gpu.info': GpuInfo;
   'gpu.selfTest': SelfTestReport;
   'page.lastCapture': PageCapture | null;
+  'model.generate': GenerateResult;
 }
 
 /** What each request may report while it runs (`never`: nothing). */
@@ -84,6 +113,8 @@ export interface Progresses {
   'gpu.info': never;
   'gpu.selfTest': never;
   'page.lastCapture': never;
+  /** Streamed text pieces. */
+  'model.generate': { piece: string };
 }
 
 /** The request of a given type. */
@@ -119,14 +150,47 @@ export type ContentMessage = { type: 'page.captured'; capture: PageCapture };
 
 // ---- Runtime checks: messages cross a trust boundary, so shapes are checked, not assumed ----
 
-const REQUEST_TYPES: readonly RequestType[] = ['gpu.info', 'gpu.selfTest', 'page.lastCapture'];
+const REQUEST_TYPES: readonly RequestType[] = ['gpu.info', 'gpu.selfTest', 'page.lastCapture', 'model.generate'];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
 
+/** Bounds on what a page may ask the engine for (schema and size). */
+const MAX_PROMPT_CHARS = 1 << 20;
+const MAX_PROMPT_TOKENS = 1 << 17;
+const MAX_NEW_TOKENS = 4096;
+
+function optional(v: unknown, check: (x: unknown) => boolean): boolean {
+  return v === undefined || check(v);
+}
+
+const isCount = (max: number) => (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x <= max;
+const isUnit = (max: number) => (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= max;
+
+function isGenerateRequest(v: Record<string, unknown>): boolean {
+  const hasPrompt = typeof v.prompt === 'string' && v.prompt.length <= MAX_PROMPT_CHARS;
+  const hasTokens =
+    Array.isArray(v.prompt_tokens) &&
+    v.prompt_tokens.length > 0 &&
+    v.prompt_tokens.length <= MAX_PROMPT_TOKENS &&
+    v.prompt_tokens.every(isCount(0xffff_ffff));
+  return (
+    typeof v.model === 'string' &&
+    Object.hasOwn(PACKAGED_MODELS, v.model) &&
+    (hasPrompt || hasTokens) &&
+    optional(v.chat, (x) => typeof x === 'boolean') &&
+    optional(v.max_tokens, isCount(MAX_NEW_TOKENS)) &&
+    optional(v.temperature, isUnit(10)) &&
+    optional(v.top_k, isCount(1 << 20)) &&
+    optional(v.top_p, isUnit(1)) &&
+    optional(v.seed, isCount(Number.MAX_SAFE_INTEGER))
+  );
+}
+
 export function isRequest(v: unknown): v is Request {
-  return isObject(v) && typeof v.type === 'string' && (REQUEST_TYPES as readonly string[]).includes(v.type);
+  if (!isObject(v) || typeof v.type !== 'string' || !(REQUEST_TYPES as readonly string[]).includes(v.type)) return false;
+  return v.type !== 'model.generate' || isGenerateRequest(v);
 }
 
 export function isToWorker(v: unknown): v is ToWorker {

@@ -5,7 +5,7 @@
 // does not compile 200+ KB of wasm.
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
-import type { BrowserAdapterInfo, GpuInfo, SelfTestReport } from './messages.js';
+import { PACKAGED_MODELS, type BrowserAdapterInfo, type GenerateRequest, type GenerateResult, type GpuInfo, type PackagedModel, type SelfTestReport } from './messages.js';
 
 /** The file `make extension` copies next to `background.js`. */
 export const WASM_FILE = 'hearth_wasm_bg.wasm';
@@ -72,4 +72,37 @@ export async function gpuInfo(): Promise<GpuInfo> {
 
 export function selfTest(): Promise<SelfTestReport> {
   return call('selfTest', () => hearth.selfTest());
+}
+
+/** Context the worker allocates the KV cache for, per model (SwiftShader memory is the system's). */
+const MAX_CONTEXT = 2048;
+
+/** Loaded engines by packaged model name (loading SmolLM2 reads ~100 MB from the package). */
+const engines = new Map<PackagedModel, Promise<hearth.Engine>>();
+
+function engineFor(model: PackagedModel): Promise<hearth.Engine> {
+  let e = engines.get(model);
+  if (e === undefined) {
+    e = call<hearth.Engine>(`loading ${model}`, async () => {
+      const res = await fetch(chrome.runtime.getURL(PACKAGED_MODELS[model]));
+      if (!res.ok) throw new Error(`${PACKAGED_MODELS[model]}: HTTP ${res.status}`);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      return hearth.Engine.loadGguf(bytes, MAX_CONTEXT);
+    });
+    engines.set(model, e);
+    e.catch(() => engines.delete(model)); // let a later call retry
+  }
+  return e;
+}
+
+/** Generates with a packaged model, streaming text pieces to `onPiece` until `signal` aborts. */
+export async function generate(req: GenerateRequest, onPiece: (piece: string) => void, signal: AbortSignal): Promise<GenerateResult> {
+  const engine = await engineFor(req.model);
+  const { type: _type, model: _model, ...request } = req;
+  return call<GenerateResult>('generate', () =>
+    engine.generate(request, (piece: string) => {
+      onPiece(piece);
+      return !signal.aborted;
+    }),
+  );
 }

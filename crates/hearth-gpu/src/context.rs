@@ -45,18 +45,23 @@ impl Default for GpuOptions {
 impl GpuOptions {
     /// Defaults, overridden by `HEARTH_NO_F16=1`, `HEARTH_NO_SUBGROUPS=1` and
     /// `HEARTH_MAX_BINDING=<bytes>` (native only), so every fallback can be forced from outside.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
-        let mut o = Self::default();
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
-            o.allow_f16 = !on("HEARTH_NO_F16");
-            o.allow_subgroups = !on("HEARTH_NO_SUBGROUPS");
-            o.max_binding_override = std::env::var("HEARTH_MAX_BINDING")
+        let on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
+        Self {
+            allow_f16: !on("HEARTH_NO_F16"),
+            allow_subgroups: !on("HEARTH_NO_SUBGROUPS"),
+            max_binding_override: std::env::var("HEARTH_MAX_BINDING")
                 .ok()
-                .and_then(|v| v.parse().ok());
+                .and_then(|v| v.parse().ok()),
+            ..Self::default()
         }
-        o
+    }
+
+    /// The web has no environment: the defaults.
+    #[cfg(target_arch = "wasm32")]
+    pub fn from_env() -> Self {
+        Self::default()
     }
 }
 
@@ -178,7 +183,7 @@ impl Gpu {
             }
         }));
 
-        let device_binding = limits.max_storage_buffer_binding_size as u64;
+        let device_binding = limits.max_storage_buffer_binding_size;
         let max_binding = opts
             .max_binding_override
             .map_or(device_binding, |o| o.min(device_binding))
