@@ -16,13 +16,13 @@ pub mod tensor;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub mod elementwise;
 pub mod attention;
+pub mod elementwise;
+pub mod embed;
 pub mod kv_cache;
 pub mod matmul;
-pub mod rope;
-pub mod embed;
 pub mod norm;
+pub mod rope;
 pub mod sample;
 
 pub use context::{Gpu, GpuFeatures, GpuOptions};

@@ -13,7 +13,10 @@ pub enum KnowledgeError {
     Limit { what: &'static str, limit: u64 },
     /// A document could not be parsed as the format it claims to be.
     #[error("malformed {format} document: {reason}")]
-    Malformed { format: &'static str, reason: String },
+    Malformed {
+        format: &'static str,
+        reason: String,
+    },
     /// A document kind or feature that extraction does not handle (encrypted PDF, binary data).
     #[error("unsupported document: {0}")]
     Unsupported(String),

@@ -64,7 +64,12 @@ fn hnsw_recall_against_brute_force() {
     index.set_ef_search(8).unwrap();
     let q = &data[n];
     assert_eq!(index.search(q, 5).unwrap().len(), 5);
-    let wide: Vec<u64> = index.search(q, 10).unwrap().into_iter().map(|h| h.0).collect();
+    let wide: Vec<u64> = index
+        .search(q, 10)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.0)
+        .collect();
     assert_eq!(wide, exact_top_k(&items, q, 10));
     assert!(index.set_ef_search(0).is_err());
 }
