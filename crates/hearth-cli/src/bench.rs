@@ -6,36 +6,10 @@ use std::time::Instant;
 use hearth_gpu::WeightFormat;
 use hearth_models::llama::{Llama, LlamaOptions};
 use hearth_models::weights::LlamaWeights;
-use hearth_models::{Llama3RopeScaling, LlamaConfig, RopeStyle};
+use hearth_models::LlamaConfig;
 
 use crate::model;
 use crate::run::CliError;
-
-/// Llama-3.2-1B-Instruct's `config.json`.
-pub fn llama_3_2_1b() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 128256,
-        hidden_size: 2048,
-        intermediate_size: 8192,
-        num_hidden_layers: 16,
-        num_attention_heads: 32,
-        num_key_value_heads: 8,
-        head_dim: 64,
-        rms_norm_eps: 1e-5,
-        rope_theta: 500000.0,
-        rope_scaling: Some(Llama3RopeScaling {
-            factor: 32.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 4.0,
-            original_max_position_embeddings: 8192,
-        }),
-        rope_style: RopeStyle::Half,
-        max_position_embeddings: 131072,
-        tie_word_embeddings: true,
-        bos_token_id: Some(128000),
-        eos_token_ids: vec![128001, 128008, 128009],
-    }
-}
 
 fn prompt(n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 7919 + 101) % vocab) as u32).collect()
@@ -70,7 +44,7 @@ pub fn run(
     prefills: &[usize],
     depths: &[usize],
 ) -> Result<(), CliError> {
-    let config = llama_3_2_1b();
+    let config = LlamaConfig::llama_3_2_1b();
     let longest = prefills
         .iter()
         .chain(depths)

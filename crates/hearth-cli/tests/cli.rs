@@ -1,6 +1,8 @@
 //! The `hearth` command-line contract: names, JSON shapes, exit codes. Runs the real binary on the tiny
 //! fixture models (lavapipe or any GPU).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -63,13 +63,16 @@ impl LlamaConfig {
                 return bad(format!("{name} = {v} (must be in 1..={max})"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} is odd", self.head_dim));
         }
         for (name, v) in [
@@ -77,16 +80,18 @@ impl LlamaConfig {
             ("intermediate_size", self.intermediate_size),
             ("q/k/v width", self.num_attention_heads * self.head_dim),
         ] {
-            if v % 32 != 0 {
+            if !v.is_multiple_of(32) {
                 return bad(format!(
                     "{name} = {v} is not a multiple of 32 (INT4 groups)"
                 ));
             }
         }
-        if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0)
-            || !(self.rope_theta > 0.0)
-            || !self.rope_theta.is_finite()
-        {
+        // Written positively so that NaN fails every check.
+        let sane = self.rms_norm_eps > 0.0
+            && self.rms_norm_eps < 1.0
+            && self.rope_theta > 0.0
+            && self.rope_theta.is_finite();
+        if !sane {
             return bad(format!(
                 "rms_norm_eps {} / rope_theta {}",
                 self.rms_norm_eps, self.rope_theta
@@ -102,6 +107,32 @@ impl LlamaConfig {
             }
         }
         Ok(())
+    }
+
+    /// Llama-3.2-1B-Instruct's `config.json` (for `hearth bench` and shape tests with random weights).
+    pub fn llama_3_2_1b() -> Self {
+        Self {
+            vocab_size: 128256,
+            hidden_size: 2048,
+            intermediate_size: 8192,
+            num_hidden_layers: 16,
+            num_attention_heads: 32,
+            num_key_value_heads: 8,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500000.0,
+            rope_scaling: Some(Llama3RopeScaling {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            }),
+            rope_style: RopeStyle::Half,
+            max_position_embeddings: 131072,
+            tie_word_embeddings: true,
+            bos_token_id: Some(128000),
+            eos_token_ids: vec![128001, 128008, 128009],
+        }
     }
 
     /// Rows of the fused Q/K/V projection.

@@ -322,17 +322,7 @@ mod tests {
     #[test]
     #[ignore = "allocates ~0.8 GB; a timing check"]
     fn random_1b_q4_takes_seconds() {
-        let c = LlamaConfig {
-            vocab_size: 128256,
-            hidden_size: 2048,
-            intermediate_size: 8192,
-            num_hidden_layers: 16,
-            num_attention_heads: 32,
-            num_key_value_heads: 8,
-            head_dim: 64,
-            max_position_embeddings: 131072,
-            ..tiny_config()
-        };
+        let c = LlamaConfig::llama_3_2_1b();
         let t = std::time::Instant::now();
         let w = LlamaWeights::random(&c, WeightFormat::Q4, 1).unwrap();
         let n: usize = w.embed.rows * w.embed.cols

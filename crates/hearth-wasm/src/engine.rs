@@ -158,6 +158,8 @@ pub struct Engine {
     core: Rc<RefCell<EngineCore>>,
 }
 
+// `generate` holds the core's borrow across awaits on purpose (see there).
+#[allow(clippy::await_holding_refcell_ref)]
 #[wasm_bindgen]
 impl Engine {
     /// Loads a GGUF file's bytes (e.g. fetched from the extension package or OPFS).
