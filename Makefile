@@ -11,6 +11,12 @@ unexport CARGO_TARGET_DIR
 CARGO ?= cargo
 export npm_config_cache ?= $(HOME)/.cache/npm
 
+# Headless machines often have no XDG_RUNTIME_DIR; Mesa's Vulkan WSI then prints an "error" line for
+# every device created (harmless, but it buries test output). Give it a private one.
+ifeq ($(XDG_RUNTIME_DIR),)
+export XDG_RUNTIME_DIR := $(shell d=/tmp/hearth-runtime-$$(id -u); mkdir -p -m 700 "$$d" && echo "$$d")
+endif
+
 HEARTH_MODELS ?= $(HOME)/.cache/hearth/models
 export HEARTH_MODELS
 SMOLLM2 := $(HEARTH_MODELS)/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
