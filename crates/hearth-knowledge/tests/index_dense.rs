@@ -35,6 +35,9 @@ fn hnsw_recall_against_brute_force() {
     }
     index.rebuild().unwrap();
     assert_eq!(index.segment_sizes(), (n, 0, 0));
+    // instant-distance builds in parallel, so the graph (and recall at the default ef 32, measured
+    // 0.949–0.99 here) varies run to run; ef 64 keeps the check about correctness, not luck.
+    index.set_ef_search(64);
     let (mut found, mut total) = (0usize, 0usize);
     for q in &data[n..] {
         let want = exact_top_k(&items, q, 10);
