@@ -205,18 +205,19 @@ impl Gpu {
             },
             timestamps,
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                device,
-                queue,
-                info,
-                limits,
-                features,
-                max_binding,
-                pipelines: PipelineCache::default(),
-                uncaptured,
-            }),
-        })
+        // On wasm32 wgpu's handles are neither Send nor Sync; the Arc only shares them on one thread.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+        let inner = Arc::new(Inner {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            max_binding,
+            pipelines: PipelineCache::default(),
+            uncaptured,
+        });
+        Ok(Self { inner })
     }
 
     pub fn device(&self) -> &wgpu::Device {

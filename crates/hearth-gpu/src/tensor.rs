@@ -88,8 +88,11 @@ impl<T: Element> Tensor<T> {
             usage: USAGE,
             mapped_at_creation: false,
         });
+        // On wasm32 wgpu's buffers are not Send/Sync; the Arc only shares them on one thread.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+        let buffer = Arc::new(buffer);
         Ok(Self {
-            buffer: Arc::new(buffer),
+            buffer,
             shape: shape.to_vec(),
             _t: PhantomData,
         })
