@@ -33,6 +33,9 @@ pub enum KnowledgeError {
     StaleRebuild { built_from: u64, current: u64 },
     #[error("background rebuild failed: {0}")]
     Rebuild(String),
+    /// The embedding model failed (GPU error, bad output).
+    #[error("embedding model: {0}")]
+    Embed(String),
     #[error("reranker: {0}")]
     Rerank(String),
     /// Not a Hearth index snapshot at all.

@@ -3,6 +3,7 @@
 
 pub mod chunk;
 pub mod documents;
+pub mod embed;
 pub mod error;
 pub mod index;
 pub mod store;
@@ -11,6 +12,7 @@ pub use chunk::{chunk_document, ApproxTokenCounter, Chunk, ChunkOptions, TokenCo
 pub use documents::{
     extract, extract_with, Block, BlockKind, DocId, DocKind, Document, Limits, SourceHint,
 };
+pub use embed::{Embedder, EmbedderTokens};
 pub use error::{KnowledgeError, Result};
 pub use index::{
     ChunkId, DenseParams, DocumentMeta, Hit, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex,
