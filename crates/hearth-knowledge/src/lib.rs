@@ -6,6 +6,7 @@ pub mod documents;
 pub mod embed;
 pub mod error;
 pub mod index;
+pub mod ingest;
 pub mod store;
 
 pub use chunk::{chunk_document, ApproxTokenCounter, Chunk, ChunkOptions, TokenCounter};
