@@ -13,7 +13,10 @@
 // SCALE (1/sqrt(HD)), F16 (cache element type), VEC4 (HD % 4 == 0: vector cache loads),
 // WG (workgroup size); decode/combine: GB (q heads per workgroup, ≤ 4), NC (chunks), SUBGROUPS
 // (combine's reductions), WEB (emit `enable subgroups;`: browsers need it, naga rejects it);
-// prefill: BC (positions per K/V tile).
+// prefill: BC (positions per K/V tile), MASK (causal: the KV cache, positions ≤ step.pos + m;
+// seqs: the encoder's packed batch — no cache, K/V are read from the qkv rows themselves (bound
+// again as k_cache / v_cache) and token m attends, in both directions, to the tokens of its own
+// sequence, ranges[m] = [start, end): several sequences share a dispatch with no padding).
 
 #if F16
 enable f16;
@@ -61,23 +64,32 @@ const NEG: f32 = -3.0e38;
 
 // Dims 4·d4 .. 4·d4+3 of cache row `row` (= position · KVH + kv head), zero past HD.
 fn load_k(row: u32, d4: u32) -> vec4<f32> {
+    return load_k_at(row * HD, d4);
+}
+
+fn load_v(row: u32, d4: u32) -> vec4<f32> {
+    return load_v_at(row * HD, d4);
+}
+
+// Dims 4·d4 .. 4·d4+3 of the head vector starting at element `base` (a multiple of 4 with VEC4).
+fn load_k_at(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
-    return vec4<f32>(k_cache[row * HD4 + d4]);
+    return vec4<f32>(k_cache[base / 4u + d4]);
 #else
     // HD is even: dims 4·d4 and 4·d4+1 always exist, 4·d4+2 and +3 exist together. All four are
     // loaded (clamped to the buffer) so that the loads issue together.
-    let b = row * HD + d4 * 4u;
+    let b = base + d4 * 4u;
     let e = arrayLength(&k_cache) - 1u;
     let x = vec4<f32>(f32(k_cache[b]), f32(k_cache[b + 1u]), f32(k_cache[min(b + 2u, e)]), f32(k_cache[min(b + 3u, e)]));
     return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
 #endif
 }
 
-fn load_v(row: u32, d4: u32) -> vec4<f32> {
+fn load_v_at(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
-    return vec4<f32>(v_cache[row * HD4 + d4]);
+    return vec4<f32>(v_cache[base / 4u + d4]);
 #else
-    let b = row * HD + d4 * 4u;
+    let b = base + d4 * 4u;
     let e = arrayLength(&v_cache) - 1u;
     let x = vec4<f32>(f32(v_cache[b]), f32(v_cache[b + 1u]), f32(v_cache[min(b + 2u, e)]), f32(v_cache[min(b + 3u, e)]));
     return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
@@ -402,6 +414,10 @@ fn combine(
 #if PASS == prefill
 // out: [m_rows, NH·HD] f32
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#if MASK == seqs
+// ranges: [m_rows] vec2<u32> — token m sees tokens ranges[m].x .. ranges[m].y (its sequence)
+@group(0) @binding(5) var<storage, read> ranges: array<vec2<u32>>;
+#endif
 
 // One tile of BC positions (BC % 4 == 0) of keys and values, as f32 [BC, HD4].
 var<workgroup> ks: array<vec4<f32>, BC * HD4>;
@@ -413,8 +429,14 @@ fn tile_kv(i: u32, j0: u32, kv_end: u32, kvh: u32) -> array<vec4<f32>, 2> {
     if (i >= BC * HD4 || j >= kv_end) {
         return array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     }
+#if MASK == seqs
+    // Token j's k head kvh follows the NH q heads of its qkv row; its v head follows the KVH k heads.
+    let kb = j * ROW + (NH + kvh) * HD;
+    return array<vec4<f32>, 2>(load_k_at(kb, i % HD4), load_v_at(kb + KVH * HD, i % HD4));
+#else
     let row = j * KVH + kvh;
     return array<vec4<f32>, 2>(load_k(row, i % HD4), load_v(row, i % HD4));
+#endif
 }
 
 fn tile_store(i: u32, kv: array<vec4<f32>, 2>) {
@@ -442,9 +464,25 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let live = m < rows;
     // Positions this workgroup reads: up to its last valid token's (causal), within the cache.
     let last_m = min((wid.x * WG + WG - 1u) / G, rows - 1u);
+#if MASK == seqs
+    // The workgroup's tokens may span a few sequences: walk from the first one's start to the last
+    // one's end (within the buffer), masking per row.
+    let kv_begin = ranges[first_m].x;
+    let kv_end = min(ranges[last_m].y, rows);
+    // This row attends to positions lo .. lim.
+    var lo = 0u;
+    var lim = 0u;
+    if (live) {
+        lo = ranges[m].x;
+        lim = min(ranges[m].y, kv_end);
+    }
+#else
+    let kv_begin = 0u;
     let kv_end = min(step.pos + last_m + 1u, MAXLEN);
-    // This row attends to positions < lim.
+    // This row attends to positions lo .. lim.
+    let lo = 0u;
     let lim = min(step.pos + m + 1u, kv_end);
+#endif
 
     var q: array<vec4<f32>, HD4>;
     var acc: array<vec4<f32>, HD4>;
@@ -470,7 +508,7 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     var mx = NEG;
     var l = 0.0;
 
-    for (var j0 = 0u; j0 < kv_end; j0 += BC) {
+    for (var j0 = kv_begin; j0 < kv_end; j0 += BC) {
         // Four independent loads per invocation before any store, so they are in flight together.
         for (var i = t; i < BC * HD4; i += 4u * WG) {
             let a = tile_kv(i, j0, kv_end, kvh);
@@ -483,7 +521,7 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             tile_store(i + 3u * WG, d);
         }
         workgroupBarrier();
-        if (live && j0 < lim) {
+        if (live && j0 < lim && j0 + BC > lo) {
             // Online softmax: scores of the tile four positions at a time (independent sums), one
             // rescale of acc per tile.
             var s: array<vec4<f32>, BC / 4u>;
@@ -500,7 +538,8 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                         dot(qd, ks[b + 3u * HD4]),
                     );
                 }
-                let seen = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lim);
+                let jv = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u);
+                let seen = (jv >= vec4<u32>(lo)) & (jv < vec4<u32>(lim));
                 x = select(vec4<f32>(NEG), x, seen);
                 s[j / 4u] = x;
                 tile_max = max(tile_max, max(max(x.x, x.y), max(x.z, x.w)));
@@ -512,7 +551,8 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                 acc[d4] *= alpha;
             }
             for (var j = 0u; j < BC; j += 4u) {
-                let seen = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lim);
+                let jv = vec4<u32>(j0 + j) + vec4<u32>(0u, 1u, 2u, 3u);
+                let seen = (jv >= vec4<u32>(lo)) & (jv < vec4<u32>(lim));
                 let p = select(vec4<f32>(0.0), exp(s[j / 4u] - new_max), seen);
                 l += p.x + p.y + p.z + p.w;
                 for (var d4 = 0u; d4 < HD4; d4++) {

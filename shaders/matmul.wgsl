@@ -15,10 +15,11 @@
 //   pass; 1/rms = inverseSqrt(mean(x²) + EPS) factors out of the dot product and scales the result, so the
 //   norm costs no extra pass or dispatch.
 // - EPI == store: out = y; acc: out += y (fused residual add); silu: the segment pairs gate rows (qs, sc)
-//   with up rows (qs_up, sc_up) and out[m, f] = silu(gate_f) · up_f.
+//   with up rows (qs_up, sc_up) and out[m, f] = silu(gate_f) · up_f; gelu: out = gelu(y) (exact, erf).
+// - BIAS: y += bias[column] before the epilogue (BERT's linear layers; not with silu).
 //
 // Defines: MATVEC (which entry point this variant builds), WEIGHT (q4 | q8 | f32), K (input width, a
-// multiple of 32), NORM, EPS, EPI (store | acc | silu).
+// multiple of 32), NORM, EPS, EPI (store | acc | silu | gelu), BIAS.
 // matvec only: WG (threads, a power of two), RG (groups of 4 weight rows per workgroup: 1 or 2; silu
 // always 2), SUBGROUPS, SG_MIN (smallest subgroup size, ≥ 4), WEB_SUBGROUPS (emit `enable subgroups;`:
 // browsers require it, naga rejects it).
@@ -62,7 +63,33 @@ struct Params {
 #elif NORM
 // gamma: [K / 4] vec4, RMSNorm weight
 @group(0) @binding(5) var<storage, read> gamma: array<vec4<f32>>;
+#if BIAS
+// bias: [N] f32, indexed by output column
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
 #endif
+#elif BIAS
+// bias: [N] f32, indexed by output column
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+#endif
+
+// erf to ~1.5e-7 absolute (Abramowitz & Stegun 7.1.26): WGSL has no erf, and BERT's GELU is the exact one.
+fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return sign(x) * (1.0 - poly * exp(-x * x));
+}
+
+// Bias and activation of output column `col` (global, not segment-local); not used by silu.
+fn finish(y: f32, col: u32) -> f32 {
+    var v = y;
+#if BIAS
+    v += bias[col];
+#endif
+#if EPI == gelu
+    v = 0.5 * v * (1.0 + erf(v * 0.70710678118654752));
+#endif
+    return v;
+}
 
 // Weights per 16-byte unit of a row.
 #if WEIGHT == q4
@@ -399,6 +426,8 @@ fn matvec(
 #endif
 #if EPI == silu
             y = y / (1.0 + exp(-y)) * gu;
+#else
+            y = finish(y, p.col0 + c);
 #endif
             let o = m * p.n_out + p.col0 + c;
 #if EPI == acc
@@ -532,10 +561,15 @@ fn matmul(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
                 let c = cb + tx * 4u + j;
                 if (m < p.m_rows && c < p.rows) {
                     let o = m * p.n_out + p.col0 + c;
-#if EPI == acc
-                    out[o] += acc[i][j];
+#if EPI == silu
+                    let y = acc[i][j];
 #else
-                    out[o] = acc[i][j];
+                    let y = finish(acc[i][j], p.col0 + c);
+#endif
+#if EPI == acc
+                    out[o] += y;
+#else
+                    out[o] = y;
 #endif
                 }
             }

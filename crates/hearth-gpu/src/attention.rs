@@ -10,7 +10,12 @@
 //!   tiles in workgroup memory shared by the q heads of a kv group; supports `step.pos > 0` (a later
 //!   prompt chunk attending to the cache).
 //!
-//! RoPE must already have stored this batch's keys and values (see [`crate::rope::rope_and_store`]).
+//! - Packed (the BERT encoder, [`attention_packed`]): the prefill kernel with `MASK = seqs`: no cache,
+//!   keys and values come from the qkv rows, and each token attends bidirectionally to its own
+//!   sequence of a batch packed back to back (no padding rows, so no compute spent on them).
+//!
+//! For the causal passes, RoPE must already have stored this batch's keys and values (see
+//! [`crate::rope::rope_and_store`]).
 
 use crate::kv_cache::KvCache;
 use crate::rope::Heads;
@@ -192,13 +197,13 @@ async fn attention_with(
     let (k, v) = (cache.k_binding(layer)?, cache.v_binding(layer)?);
 
     if m_rows > 1 || force_prefill {
-        // K/V tiles: 2 · BC · ceil(hd/4) vec4 within 16 KiB of workgroup memory; BC % 4 == 0.
-        let bc = ((512 / head_dim.div_ceil(4)).min(32) / 4 * 4) as u32;
+        let bc = prefill_tile(head_dim);
         let kernel = gpu
             .kernel(KernelKey::new(
                 "attention",
                 "prefill",
                 base.sym("PASS", "prefill")
+                    .sym("MASK", "causal")
                     .u32("BC", bc)
                     .u32("WG", scratch.plan.prefill_wg),
             ))
@@ -278,6 +283,123 @@ async fn attention_with(
             [n_heads as u32, 1, 1],
         )?,
     ])
+}
+
+/// K/V tile positions of the prefill kernel: `2 · BC · ceil(hd/4)` vec4 within 16 KiB of workgroup
+/// memory, `BC % 4 == 0`.
+fn prefill_tile(head_dim: usize) -> u32 {
+    ((512 / head_dim.div_ceil(4)).min(32) / 4 * 4) as u32
+}
+
+/// Bidirectional attention over a packed batch of sequences (the encoder): for token
+/// `m < min(m_rows, step.n_tokens)`, `out[m, h·hd..] = softmax(q[m,h] · K[s..e]ᵀ / sqrt(hd)) ·
+/// V[s..e]` with `[s, e) = ranges[m]` (its sequence: `s ≤ m < e`, ranges non-decreasing in `m`) and
+/// K/V of kv head `h / (n_heads / n_kv_heads)` taken from the qkv rows
+/// `[m_rows, (n_heads + 2·n_kv_heads)·head_dim]`. `ranges`: `[m_rows, 2]` u32.
+#[allow(clippy::too_many_arguments)]
+pub async fn attention_packed(
+    gpu: &Gpu,
+    qkv: &Tensor<f32>,
+    m_rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    ranges: &Tensor<u32>,
+    step: &Step,
+    out: &Tensor<f32>,
+) -> Result<Dispatch> {
+    let row = (n_heads + 2 * n_kv_heads) * head_dim;
+    if n_kv_heads == 0
+        || !n_heads.is_multiple_of(n_kv_heads)
+        || head_dim == 0
+        || !head_dim.is_multiple_of(2)
+        || head_dim > 256
+        || qkv.len() < m_rows * row
+        || out.len() < m_rows * n_heads * head_dim
+        || ranges.len() < 2 * m_rows
+    {
+        return Err(GpuError::Shape(format!(
+            "attention_packed: {m_rows} tokens of {n_heads} / {n_kv_heads} heads × {head_dim}; qkv              {:?}, out {:?}, ranges {:?}",
+            qkv.shape(),
+            out.shape(),
+            ranges.shape()
+        )));
+    }
+    let defines = Defines::new()
+        .u32("NH", n_heads as u32)
+        .u32("KVH", n_kv_heads as u32)
+        .u32("HD", head_dim as u32)
+        .u32("MAXLEN", 1)
+        .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
+        .flag("F16", false)
+        .flag("VEC4", head_dim.is_multiple_of(4))
+        .sym("PASS", "prefill")
+        .sym("MASK", "seqs")
+        .u32("BC", prefill_tile(head_dim))
+        .u32("WG", PREFILL_WG);
+    let kernel = gpu
+        .kernel(KernelKey::new("attention", "prefill", defines))
+        .await?;
+    let rows = m_rows * (n_heads / n_kv_heads);
+    gpu.dispatch(
+        &kernel,
+        &[
+            qkv.binding(),
+            qkv.binding(),
+            qkv.binding(),
+            step.binding(),
+            out.binding(),
+            ranges.binding(),
+        ],
+        [
+            rows.div_ceil(PREFILL_WG as usize) as u32,
+            n_kv_heads as u32,
+            1,
+        ],
+    )
+}
+
+/// CPU reference of [`attention_packed`] (f64): `ranges[m] = (start, end)` of token m's sequence.
+pub fn attention_packed_ref(
+    qkv: &[f32],
+    ranges: &[(usize, usize)],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+) -> Vec<f32> {
+    let row = (n_heads + 2 * n_kv_heads) * head_dim;
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut out = vec![0f32; ranges.len() * n_heads * head_dim];
+    for (m, &(s, e)) in ranges.iter().enumerate() {
+        for h in 0..n_heads {
+            let q = &qkv[m * row + h * head_dim..][..head_dim];
+            let k_at = |j: usize| j * row + (n_heads + h / group) * head_dim;
+            let v_at = |j: usize| k_at(j) + n_kv_heads * head_dim;
+            let scores: Vec<f64> = (s..e)
+                .map(|j| {
+                    let kj = &qkv[k_at(j)..][..head_dim];
+                    q.iter()
+                        .zip(kj)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            for d in 0..head_dim {
+                let a: f64 = w
+                    .iter()
+                    .zip(s..e)
+                    .map(|(wj, j)| wj * qkv[v_at(j) + d] as f64)
+                    .sum();
+                out[(m * n_heads + h) * head_dim + d] = (a / total) as f32;
+            }
+        }
+    }
+    out
 }
 
 /// CPU reference of [`attention`]: plain loops in f64. `qkv`: `[m_rows, (n_heads + 2·n_kv_heads)·

@@ -1,5 +1,6 @@
 //! Linear layers (`shaders/matmul.wgsl`): `out[m, :] (= or +=) f(x[x_row_offset + m, :]) · Wᵀ` over weights in
-//! any [`WeightFormat`], with a fused RMSNorm prologue and a store / accumulate / SiLU-gate epilogue.
+//! any [`WeightFormat`], with a fused RMSNorm prologue, an optional bias and a store / accumulate /
+//! SiLU-gate / GELU epilogue.
 //!
 //! - Decode (`m_rows ≤` [`MATVEC_MAX_ROWS`]): a memory-bound mat-vec streaming 16-byte weight units,
 //!   reduced with subgroups when the device has them.
@@ -33,6 +34,8 @@ pub enum Epilogue {
     Accumulate,
     /// The weight has `2F` rows `[gate; up]`; `out[m, f] = silu(gate_f) · up_f`, out width `F`.
     SiluGate,
+    /// `out = gelu(y)`, the exact (erf) GELU of BERT.
+    Gelu,
 }
 
 impl Epilogue {
@@ -41,6 +44,7 @@ impl Epilogue {
             Epilogue::Store => "store",
             Epilogue::Accumulate => "acc",
             Epilogue::SiluGate => "silu",
+            Epilogue::Gelu => "gelu",
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct LinearSpec<'a> {
     /// Fused RMSNorm prologue: gamma `[K]`, eps. Rows of x are normalised first.
     pub norm: Option<(&'a Tensor<f32>, f32)>,
     pub epilogue: Epilogue,
+    /// `[N]`, added to `y` before the epilogue (not with [`Epilogue::SiluGate`]).
+    pub bias: Option<&'a Tensor<f32>>,
 }
 
 /// Batches up to this many rows take the mat-vec path; larger ones the tiled mat-mat.
@@ -223,6 +229,15 @@ pub(crate) async fn linear_tuned(
             )));
         }
     }
+    if let Some(b) = spec.bias {
+        if gated || b.len() != n {
+            return Err(shape_err(format!(
+                "bias {:?} for a [{n}, {k}] weight{}",
+                b.shape(),
+                if gated { " with SiLU gating" } else { "" }
+            )));
+        }
+    }
     if m_rows == 0 {
         return Ok(vec![]);
     }
@@ -232,6 +247,7 @@ pub(crate) async fn linear_tuned(
         .sym("WEIGHT", w.format.sym())
         .u32("K", u32_of(k, "K")?)
         .flag("NORM", spec.norm.is_some())
+        .flag("BIAS", spec.bias.is_some())
         .sym("EPI", spec.epilogue.sym());
     if let Some((_, eps)) = spec.norm {
         defs = defs.f32("EPS", eps);
@@ -290,6 +306,9 @@ pub(crate) async fn linear_tuned(
         if let Some((g, _)) = spec.norm {
             b.push(g.binding());
         }
+        if let Some(bias) = spec.bias {
+            b.push(bias.binding());
+        }
         let grid = if matvec {
             elementwise::grid(gpu, s.rows, mv_cols)
         } else {
@@ -316,10 +335,12 @@ fn unit_weights(f: WeightFormat) -> usize {
 
 /// CPU reference of [`linear`] (plain loops, f64 accumulation, weights through
 /// [`HostMatrix::dequantize_row`]). A test helper: panics when the slices are too short.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_ref(
     w: &HostMatrix,
     norm: Option<(&[f32], f32)>,
     epilogue: Epilogue,
+    bias: Option<&[f32]>,
     x: &[f32],
     x_row_offset: usize,
     m_rows: usize,
@@ -345,12 +366,16 @@ pub fn linear_ref(
             }
             None => xr.iter().map(|&v| v as f64).collect(),
         };
-        let dot = |r: usize| -> f64 { rows[r].iter().zip(&xn).map(|(&a, b)| a as f64 * b).sum() };
+        let dot = |r: usize| -> f64 {
+            let y: f64 = rows[r].iter().zip(&xn).map(|(&a, b)| a as f64 * b).sum();
+            y + bias.map_or(0.0, |b| b[r] as f64)
+        };
         for c in 0..n_out {
             let o = &mut out[m * n_out + c];
             match epilogue {
                 Epilogue::Store => *o = dot(c) as f32,
                 Epilogue::Accumulate => *o += dot(c) as f32,
+                Epilogue::Gelu => *o = gelu_ref(dot(c)) as f32,
                 Epilogue::SiluGate => {
                     let (g, u) = (dot(c), dot(n_out + c));
                     *o = (g / (1.0 + (-g).exp()) * u) as f32;
@@ -362,3 +387,8 @@ pub fn linear_ref(
 
 #[cfg(test)]
 mod tests;
+
+/// Exact GELU, `x · Φ(x)`, in f64 (the reference for [`Epilogue::Gelu`]).
+pub fn gelu_ref(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}

@@ -440,3 +440,58 @@ fn bench_attention() {
         }
     }
 }
+
+/// Packed encoder batches: sequences of 1..130 tokens back to back, so workgroups of 64 rows span
+/// several sequences and sequences span several workgroups; GQA and MHA; vector and scalar loads.
+#[test]
+fn packed_sequences_attend_only_within_their_own() {
+    let gpu = gpu();
+    for (nh, kvh, hd) in [(4, 4, 32), (4, 2, 34), (12, 12, 32)] {
+        let lens = [5usize, 70, 1, 130, 2, 64];
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        for &l in &lens {
+            ranges.extend(std::iter::repeat_n((start, start + l), l));
+            start += l;
+        }
+        let m = ranges.len();
+        let row = (nh + 2 * kvh) * hd;
+        let x = random(40 + hd as u64, m * row, 3.0);
+        let qkv = Tensor::from_slice(&gpu, "qkv", &[m, row], &x).unwrap();
+        // Two extra rows beyond the batch: they must stay untouched (n_tokens = m).
+        let out = Tensor::from_slice(
+            &gpu,
+            "out",
+            &[m + 2, nh * hd],
+            &vec![7.0; (m + 2) * nh * hd],
+        )
+        .unwrap();
+        let flat: Vec<u32> = ranges
+            .iter()
+            .flat_map(|&(s, e)| [s as u32, e as u32])
+            .collect();
+        let rt = Tensor::from_slice(&gpu, "ranges", &[m, 2], &flat).unwrap();
+        let step = Step::new(&gpu);
+        step.set(&gpu, 0, m as u32);
+        let d = block(attention_packed(
+            &gpu, &qkv, m, nh, kvh, hd, &rt, &step, &out,
+        ))
+        .unwrap();
+        let mut p = Program::new();
+        p.push(d);
+        gpu.submit(&p);
+        let got = block(out.read(&gpu)).unwrap();
+        let want = attention_packed_ref(&x, &ranges, nh, kvh, hd);
+        assert_close(
+            &format!("packed nh {nh} kvh {kvh} hd {hd}"),
+            &got[..m * nh * hd],
+            &want,
+            ATOL,
+            RTOL,
+        );
+        assert!(got[m * nh * hd..].iter().all(|&v| v == 7.0));
+        // The mask matters: attending across sequence boundaries would give other values.
+        let whole = attention_packed_ref(&x, &vec![(0, m); m], nh, kvh, hd);
+        assert!(whole.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-2));
+    }
+}

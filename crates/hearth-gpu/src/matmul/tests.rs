@@ -16,7 +16,12 @@ use crate::{GpuOptions, Program};
 const ATOL: f32 = 1e-3;
 const RTOL: f32 = 1e-4;
 const FORMATS: [WeightFormat; 3] = [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4];
-const EPILOGUES: [Epilogue; 3] = [Epilogue::Store, Epilogue::Accumulate, Epilogue::SiluGate];
+const EPILOGUES: [Epilogue; 4] = [
+    Epilogue::Store,
+    Epilogue::Accumulate,
+    Epilogue::SiluGate,
+    Epilogue::Gelu,
+];
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -26,6 +31,7 @@ struct Case {
     k: usize,
     norm: bool,
     epi: Epilogue,
+    bias: bool,
     m: usize,
     x_off: usize,
 }
@@ -54,6 +60,8 @@ fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
     // gamma in [0.5, 1.5): a norm bug cannot hide behind gamma ≈ 0.
     let gamma: Vec<f32> = random(seed + 2, c.k, 0.5).iter().map(|g| g + 1.0).collect();
     let init = random(seed + 3, c.m * n_out, 1.0);
+    let bias_host = random(seed + 4, c.n, 2.0);
+    let bias = Tensor::from_slice(gpu, "bias", &[c.n], &bias_host).unwrap();
     let x = Tensor::from_slice(gpu, "x", &[x_rows, c.k], &xs).unwrap();
     let g = Tensor::from_slice(gpu, "gamma", &[c.k], &gamma).unwrap();
     let out = Tensor::from_slice(gpu, "out", &[c.m, n_out], &init).unwrap();
@@ -61,6 +69,7 @@ fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
         weight: &w,
         norm: c.norm.then_some((&g, 1e-5)),
         epilogue: c.epi,
+        bias: c.bias.then_some(&bias),
     };
     let ds = block(linear(gpu, &spec, &x, c.x_off, c.m, &out)).unwrap();
     let n_dispatches = ds.len();
@@ -70,7 +79,8 @@ fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
     let got = block(out.read(gpu)).unwrap();
     let mut want = init;
     let norm = c.norm.then_some((&gamma[..], 1e-5));
-    linear_ref(&hm, norm, c.epi, &xs, c.x_off, c.m, &mut want);
+    let b = c.bias.then_some(&bias_host[..]);
+    linear_ref(&hm, norm, c.epi, b, &xs, c.x_off, c.m, &mut want);
     let what = format!("{c:?} ({} shards)", w.shards.len());
     assert_close(&what, &got, &want, ATOL, RTOL);
     n_dispatches
@@ -94,6 +104,8 @@ fn sweep(gpu: &Gpu, k: usize, ms: &[usize], norms: &[bool]) {
                         k,
                         norm,
                         epi,
+                        // Bias with and without the norm binding before it; GELU always biased.
+                        bias: epi == Epilogue::Gelu || (epi != Epilogue::SiluGate && norm),
                         m,
                         x_off: 3,
                     };
@@ -147,6 +159,7 @@ fn path_selection_follows_batch_size_and_features() {
             weight: &w,
             norm: None,
             epilogue: Epilogue::Store,
+            bias: None,
         };
         for (m, entry) in [(1, "matvec"), (MATVEC_MAX_ROWS, "matvec"), (9, "matmul")] {
             let d = block(linear(&gpu, &spec, &x, 0, m, &out)).unwrap();
@@ -174,14 +187,17 @@ fn several_shards_with_gate_and_up_in_different_shards() {
             (Epilogue::Store, false),
             (Epilogue::Accumulate, true),
             (Epilogue::SiluGate, true),
+            (Epilogue::Gelu, false),
         ] {
             for m in [1, 10] {
+                // Bias columns are global: a shard must index them past its first row.
                 let c = Case {
                     format,
                     n: 300,
                     k: 576,
                     norm,
                     epi,
+                    bias: epi == Epilogue::Gelu,
                     m,
                     x_off: 1,
                 };
@@ -226,6 +242,7 @@ fn bad_shapes_are_errors() {
         weight: &w,
         norm,
         epilogue,
+        bias: None,
     };
     let shape = |r: Result<Vec<Dispatch>>| matches!(r, Err(GpuError::Shape(_)));
     let store = spec(None, Epilogue::Store);
@@ -240,6 +257,7 @@ fn bad_shapes_are_errors() {
         weight: &w_odd,
         norm: None,
         epilogue: Epilogue::SiluGate,
+        bias: None,
     };
     assert!(shape(block(linear(&gpu, &gated, &x, 0, 1, &out))));
     let w_k = GpuMatrix::upload(&gpu, "w", &host(WeightFormat::F32, 4, 8, 1)).unwrap();
@@ -248,6 +266,7 @@ fn bad_shapes_are_errors() {
         weight: &w_k,
         norm: None,
         epilogue: Epilogue::Store,
+        bias: None,
     };
     assert!(shape(block(linear(&gpu, &k8, &x8, 0, 1, &out))));
     // The well-formed call works, and zero rows record nothing.
@@ -275,6 +294,7 @@ fn matmul_timing() {
         weight: &w,
         norm: None,
         epilogue: Epilogue::Store,
+        bias: None,
     };
     for m in [1usize, 512] {
         let x = Tensor::from_slice(&gpu, "x", &[m, k], &random(2, m * k, 1.0)).unwrap();
@@ -376,6 +396,7 @@ fn matvec_sweep() {
                 weight: &w,
                 norm: None,
                 epilogue: Epilogue::Store,
+                bias: None,
             };
             let x = Tensor::from_slice(&gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap();
             let out = Tensor::<f32>::zeros(&gpu, "out", &[1, n]).unwrap();
@@ -419,6 +440,7 @@ fn matmul_sweep() {
             weight: &w,
             norm: None,
             epilogue: Epilogue::Store,
+            bias: None,
         };
         let x = Tensor::from_slice(&gpu, "x", &[m, k], &random(2, m * k, 1.0)).unwrap();
         let out = Tensor::<f32>::zeros(&gpu, "out", &[m, n]).unwrap();
@@ -432,6 +454,31 @@ fn matmul_sweep() {
             "{format:?} m={m} [{n}, {k}]: {:8.1} us {:7.2} TFLOP/s",
             dt * 1e6,
             2.0 * (m * n * k) as f64 / dt / 1e12
+        );
+    }
+}
+
+#[test]
+fn bias_shape_and_gating_are_checked() {
+    let gpu = gpu();
+    let hm = host(WeightFormat::F32, 8, 32, 1);
+    let w = GpuMatrix::upload(&gpu, "w", &hm).unwrap();
+    let x = Tensor::<f32>::zeros(&gpu, "x", &[2, 32]).unwrap();
+    let out = Tensor::<f32>::zeros(&gpu, "out", &[2, 8]).unwrap();
+    let short = Tensor::<f32>::zeros(&gpu, "bias", &[7]).unwrap();
+    let ok = Tensor::<f32>::zeros(&gpu, "bias", &[8]).unwrap();
+    for (bias, epilogue) in [(&short, Epilogue::Store), (&ok, Epilogue::SiluGate)] {
+        let spec = LinearSpec {
+            weight: &w,
+            norm: None,
+            epilogue,
+            bias: Some(bias),
+        };
+        let r = block(linear(&gpu, &spec, &x, 0, 2, &out));
+        assert!(
+            matches!(r, Err(GpuError::Shape(_))),
+            "{epilogue:?}: {:?}",
+            r.err()
         );
     }
 }

@@ -266,6 +266,7 @@ impl Llama {
                 weight: &layer.wqkv,
                 norm: Some((&layer.attn_norm, eps)),
                 epilogue: Epilogue::Store,
+                bias: None,
             };
             p.extend(linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
             p.extend(
@@ -304,6 +305,7 @@ impl Llama {
                 weight: &layer.wo,
                 norm: None,
                 epilogue: Epilogue::Accumulate,
+                bias: None,
             };
             p.extend(linear(gpu, &wo, &s.attn, 0, m, &s.x).await?);
             // x += Wdown · (silu(Wgate · norm(x)) ⊙ Wup · norm(x))
@@ -311,12 +313,14 @@ impl Llama {
                 weight: &layer.w_gate_up,
                 norm: Some((&layer.ffn_norm, eps)),
                 epilogue: Epilogue::SiluGate,
+                bias: None,
             };
             p.extend(linear(gpu, &gate_up, &s.x, 0, m, &s.h).await?);
             let down = LinearSpec {
                 weight: &layer.w_down,
                 norm: None,
                 epilogue: Epilogue::Accumulate,
+                bias: None,
             };
             p.extend(linear(gpu, &down, &s.h, 0, m, &s.x).await?);
         }
@@ -324,6 +328,7 @@ impl Llama {
             weight: self.lm_head.as_ref().unwrap_or(&self.embed),
             norm: Some((&self.norm, eps)),
             epilogue: Epilogue::Store,
+            bias: None,
         };
         match head {
             Head::None => {}
