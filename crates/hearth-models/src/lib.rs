@@ -1,5 +1,7 @@
-//! `hearth-models`: weight formats and loaders, the Llama decoder, tokenizers and chat templates.
+//! `hearth-models`: weight formats and loaders, the Llama decoder, the BERT sentence encoder,
+//! tokenizers and chat templates.
 
+pub mod bert;
 pub mod chat;
 pub mod config;
 pub mod error;
@@ -12,6 +14,7 @@ pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;
 
+pub use bert::{EncoderFiles, SentenceEncoder};
 pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Llama3RopeScaling, LlamaConfig, RopeStyle};
 pub use error::{ModelError, Result};
