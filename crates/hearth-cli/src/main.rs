@@ -2,6 +2,7 @@
 //! progress and logs go to stderr.
 
 mod bench;
+mod knowledge;
 mod model;
 mod run;
 
@@ -92,6 +93,14 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "0,2048")]
         depths: Vec<usize>,
     },
+    /// Add files and folders (.html .htm .md .markdown .txt .pdf .docx) to a knowledge index.
+    Ingest(knowledge::IngestArgs),
+    /// Search a knowledge index (hybrid, dense or keyword).
+    Search(knowledge::SearchArgs),
+    /// List or remove the documents of a knowledge index.
+    Docs(knowledge::DocsArgs),
+    /// Embed texts with the sentence encoder.
+    Embed(knowledge::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +135,10 @@ fn main() -> ExitCode {
             prefill,
             depths,
         } => bench::run(json, decode_tokens, &prefill, &depths),
+        Command::Ingest(args) => knowledge::ingest(&args),
+        Command::Search(args) => knowledge::search(&args),
+        Command::Docs(args) => knowledge::docs(&args),
+        Command::Embed(args) => knowledge::embed(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub enum CliError {
     Model(#[from] hearth_models::ModelError),
     #[error(transparent)]
     Gpu(#[from] hearth_gpu::GpuError),
+    #[error(transparent)]
+    Knowledge(#[from] hearth_knowledge::KnowledgeError),
     #[error("{0}")]
     Msg(String),
     #[error("{path}: {source}")]
