@@ -3,15 +3,14 @@
 machine, which has sentence-transformers; see docs/benchmarks.md for the exact command).
 
   minilm_reference.py --model DIR --sentences tests/fixtures/minilm/sentences.json \
-      --out tests/fixtures/minilm/reference.json [--tokenize strings.json] [--bench texts.json]
+      --out tests/fixtures/minilm/reference.json [--tokenize strings.json]
 
 --out: for each sentence, the model's input ids (truncated as sentence-transformers does, to
 max_seq_length) and its normalised embedding (float32 compute). --tokenize: ids of each string
-with no truncation (the tokenizer alone). --bench: chunks/s of `model.encode` (tokenization
-included) over the given texts at batch 128, fp32 and fp16, printed as JSON.
+with no truncation (the tokenizer alone). (Throughput: scripts/bench/st_embed_bench.py.)
 The model dir may hold f16 weights (to fit the device tool's carry limit): they are upcast to
 float32 at load, so the reference is exact for those weights."""
-import argparse, gzip, json, time
+import argparse, json
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -23,7 +22,6 @@ def main():
     ap.add_argument("--sentences", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokenize")
-    ap.add_argument("--bench")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
 
@@ -53,25 +51,6 @@ def main():
             {"text": s, "ids": tok(s, truncation=False)["input_ids"]} for s in strings
         ]
     json.dump(out, open(a.out, "w"), ensure_ascii=False)
-
-    if a.bench:
-        opener = gzip.open if a.bench.endswith(".gz") else open
-        texts = json.load(opener(a.bench, "rt", encoding="utf-8"))["texts"]
-        lens = [len(tok(t, truncation=True, max_length=model.max_seq_length)["input_ids"]) for t in texts]
-        res = {"texts": len(texts), "min_tokens": min(lens), "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu"}
-        for name in ("fp32", "fp16"):
-            m = model if name == "fp32" else model.half()
-            m.encode(texts[:256], batch_size=128)  # warm-up
-            best = None
-            for _ in range(3):
-                if a.device == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                m.encode(texts, batch_size=128, convert_to_numpy=True)
-                dt = time.perf_counter() - t
-                best = dt if best is None else min(best, dt)
-            res[name + "_chunks_per_s"] = round(len(texts) / best, 1)
-        print(json.dumps({"bench": res}))
 
 
 if __name__ == "__main__":

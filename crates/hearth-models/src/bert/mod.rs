@@ -35,6 +35,8 @@ use crate::error::{ModelError, Result};
 /// a smaller batch bounds memory and the time of one submit.
 const BATCH_TOKENS_GPU: usize = 16384;
 const BATCH_TOKENS_CPU: usize = 2048;
+/// Texts tokenized at a time (in parallel natively) before their batches are submitted.
+const TOKENIZE_GROUP: usize = 512;
 
 /// The files of a sentence-transformers model directory, as bytes (so the browser can supply them).
 pub struct EncoderFiles<'a> {
@@ -268,6 +270,46 @@ impl SentenceEncoder {
         Ok(e.get_ids().to_vec())
     }
 
+    /// [`Self::token_ids`] of each text; on native targets spread over the CPU's cores (the
+    /// tokenizer would otherwise bound a fast GPU's throughput).
+    pub fn token_ids_many(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per = texts.len().div_ceil(cores).max(32);
+            if texts.len() > per {
+                // The tokenizer is shared, not the encoder (its scratch is not Sync).
+                let tokenizer = &self.tokenizer;
+                let ids = move |t: &str| -> Result<Vec<u32>> {
+                    Ok(tokenizer
+                        .encode(t, true)
+                        .map_err(tok_err)?
+                        .get_ids()
+                        .to_vec())
+                };
+                return std::thread::scope(|scope| {
+                    let handles: Vec<_> = texts
+                        .chunks(per)
+                        .map(|part| {
+                            scope.spawn(move || {
+                                part.iter().map(|t| ids(t)).collect::<Result<Vec<_>>>()
+                            })
+                        })
+                        .collect();
+                    let mut out = Vec::with_capacity(texts.len());
+                    for h in handles {
+                        let part = h.join().map_err(|_| {
+                            ModelError::Tokenizer("a tokenizer thread panicked".into())
+                        })??;
+                        out.extend(part);
+                    }
+                    Ok(out)
+                });
+            }
+        }
+        texts.iter().map(|t| self.token_ids(t)).collect()
+    }
+
     /// One embedding per text, in order (unit length when the model normalises).
     // The scratch borrow spans the awaits on purpose: a second call while one runs fails cleanly.
     #[allow(clippy::await_holding_refcell_ref)]
@@ -279,21 +321,24 @@ impl SentenceEncoder {
         let mut pending = Vec::new();
         let mut batch: Vec<Vec<u32>> = Vec::new();
         let mut tokens = 0;
-        for (i, text) in texts.iter().enumerate() {
-            let ids = self.token_ids(text)?;
-            if ids.is_empty() || ids.iter().any(|&id| id as usize >= self.config.vocab_size) {
-                return Err(ModelError::Tokenizer(format!(
-                    "text {i}: {} ids, some outside the vocabulary",
-                    ids.len()
-                )));
+        // Tokenize a group while the GPU runs the batches of the previous one.
+        for (g, group) in texts.chunks(TOKENIZE_GROUP).enumerate() {
+            for (j, ids) in self.token_ids_many(group)?.into_iter().enumerate() {
+                if ids.is_empty() || ids.iter().any(|&id| id as usize >= self.config.vocab_size) {
+                    return Err(ModelError::Tokenizer(format!(
+                        "text {}: {} ids, some outside the vocabulary",
+                        g * TOKENIZE_GROUP + j,
+                        ids.len()
+                    )));
+                }
+                if tokens + ids.len() > self.cap {
+                    pending.push(self.submit(&mut scratch, &batch).await?);
+                    batch.clear();
+                    tokens = 0;
+                }
+                tokens += ids.len();
+                batch.push(ids);
             }
-            if tokens + ids.len() > self.cap {
-                pending.push(self.submit(&mut scratch, &batch).await?);
-                batch.clear();
-                tokens = 0;
-            }
-            tokens += ids.len();
-            batch.push(ids);
         }
         if !batch.is_empty() {
             pending.push(self.submit(&mut scratch, &batch).await?);
@@ -310,6 +355,65 @@ impl SentenceEncoder {
 
     /// Encodes and submits one packed batch; returns its staging buffer and sequence count.
     async fn submit(&self, s: &mut Scratch, batch: &[Vec<u32>]) -> Result<(wgpu::Buffer, usize)> {
+        let p = self.record(s, batch).await?;
+        let (gpu, b) = (&self.gpu, batch.len());
+        let size = (b * self.dim() * 4) as u64;
+        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bert.embeddings"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
+        p.encode(&mut enc);
+        enc.copy_buffer_to_buffer(s.out.buffer(), 0, &staging, 0, size);
+        gpu.queue().submit([enc.finish()]);
+        Ok((staging, b))
+    }
+
+    /// Wall time of each kernel of one batch of `texts`, every dispatch submitted and waited for
+    /// alone (so the sum exceeds a real run): where the time goes. Native only.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub async fn profile(&self, texts: &[&str]) -> Result<Vec<(String, f64)>> {
+        let mut s = self.scratch.try_borrow_mut().map_err(|_| {
+            ModelError::Unsupported("the encoder is already embedding (one call at a time)".into())
+        })?;
+        let mut batch = Vec::new();
+        let mut tokens = 0;
+        for ids in self.token_ids_many(texts)? {
+            if tokens + ids.len() > self.cap {
+                break;
+            }
+            tokens += ids.len();
+            batch.push(ids);
+        }
+        let p = self.record(&mut s, &batch).await?;
+        self.gpu.submit(&p);
+        self.gpu.poll_wait();
+        let mut out = Vec::new();
+        for d in &p.dispatches {
+            let one = Program {
+                dispatches: vec![hearth_gpu::Dispatch {
+                    kernel: d.kernel.clone(),
+                    bind_group: d.bind_group.clone(),
+                    workgroups: d.workgroups,
+                }],
+            };
+            let t = std::time::Instant::now();
+            self.gpu.submit(&one);
+            self.gpu.poll_wait();
+            let k = &d.kernel.key;
+            out.push((
+                format!("{}:{} {:?}", k.family, k.entry, d.workgroups),
+                t.elapsed().as_secs_f64(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Records the program of one packed batch (inputs written, nothing submitted).
+    async fn record(&self, s: &mut Scratch, batch: &[Vec<u32>]) -> Result<Program> {
         let gpu = &self.gpu;
         let c = &self.config;
         let (d, nh, hd) = (c.hidden_size, c.num_attention_heads, c.head_dim());
@@ -375,19 +479,7 @@ impl SentenceEncoder {
         let pooling = self.sentence.pooling;
         let l2 = self.sentence.normalize;
         p.push(pool(gpu, &s.h, d, &s.seq_ranges, b, pooling, l2, &s.out).await?);
-
-        let size = (b * d * 4) as u64;
-        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("bert.embeddings"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = gpu.device().create_command_encoder(&Default::default());
-        p.encode(&mut enc);
-        enc.copy_buffer_to_buffer(s.out.buffer(), 0, &staging, 0, size);
-        gpu.queue().submit([enc.finish()]);
-        Ok((staging, b))
+        Ok(p)
     }
 }
 
