@@ -2,6 +2,7 @@
 //! progress and logs go to stderr.
 
 mod bench;
+mod bench_embed;
 mod knowledge;
 mod model;
 mod run;
@@ -92,6 +93,15 @@ enum Command {
         /// Context depths to time decoding at.
         #[arg(long, value_delimiter = ',', default_value = "0,2048")]
         depths: Vec<usize>,
+        /// Instead: time the sentence encoder over the texts of this JSON file `{"texts": [...]}`.
+        #[arg(long)]
+        embed_texts: Option<PathBuf>,
+        /// Encoder directory for --embed-texts (default: all-MiniLM-L6-v2).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Timed runs for --embed-texts (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Add files and folders (.html .htm .md .markdown .txt .pdf .docx) to a knowledge index.
     Ingest(knowledge::IngestArgs),
@@ -134,7 +144,13 @@ fn main() -> ExitCode {
             decode_tokens,
             prefill,
             depths,
-        } => bench::run(json, decode_tokens, &prefill, &depths),
+            embed_texts,
+            encoder,
+            runs,
+        } => match embed_texts {
+            Some(texts) => bench_embed::run(json, &texts, encoder.as_deref(), runs),
+            None => bench::run(json, decode_tokens, &prefill, &depths),
+        },
         Command::Ingest(args) => knowledge::ingest(&args),
         Command::Search(args) => knowledge::search(&args),
         Command::Docs(args) => knowledge::docs(&args),
