@@ -114,6 +114,7 @@ pub struct EmbeddingTables<'a> {
 /// BERT's embedding layer: `out[r] = LayerNorm(word[id_r] + position[pos_r] + token_type[0])` for
 /// `r in 0..rows`, with `tok[r] = (id_r, pos_r)` (`[rows, 2]` u32). Ids and positions must be in
 /// range of their tables (the caller's tokenizer and truncation guarantee it).
+#[allow(clippy::too_many_arguments)]
 pub async fn embed_layer_norm(
     gpu: &Gpu,
     tables: &EmbeddingTables<'_>,
