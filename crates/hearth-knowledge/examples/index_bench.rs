@@ -6,7 +6,9 @@
 //!
 //! cargo run --release -p hearth-knowledge --example index_bench -- \
 //!     [--n 100000] [--dim 384] [--queries 1000] [--ef-construction 100] [--ef-search 16,32,64] \
-//!     [--heuristic 0|1] [--dir /tmp/hearth-index-bench] [--keep 1] [--load-only 1]
+//!     [--heuristic 0|1] [--words 80] [--dir /tmp/hearth-index-bench] [--keep 1] [--load-only 1]
+//!
+//! `--words 180` gives chunk texts of about 1 KB, the size the chunker produces for real documents.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -24,6 +26,8 @@ struct Args {
     ef_construction: usize,
     ef_search: Vec<usize>,
     heuristic: bool,
+    /// Words of synthetic text per chunk (80 ≈ 450 bytes, 180 ≈ 1 KB).
+    words: usize,
     dir: std::path::PathBuf,
     /// Keep the saved snapshot; with `load_only`, only time loading it.
     keep: bool,
@@ -38,6 +42,7 @@ fn args() -> Args {
         ef_construction: 100,
         ef_search: vec![16, 24, 32, 48, 64, 96],
         heuristic: true,
+        words: 80,
         keep: false,
         load_only: false,
         dir: std::env::temp_dir().join("hearth-index-bench"),
@@ -53,6 +58,7 @@ fn args() -> Args {
             "--ef-search" => a.ef_search = v.split(',').map(|x| x.parse().unwrap()).collect(),
             "--dir" => a.dir = v.into(),
             "--heuristic" => a.heuristic = v == "1" || v == "true",
+            "--words" => a.words = v.parse().unwrap(),
             "--keep" => a.keep = v == "1" || v == "true",
             "--load-only" => a.load_only = v == "1" || v == "true",
             other => panic!("unknown argument {other}"),
@@ -204,6 +210,15 @@ fn main() {
                 secs(cpu)
             );
         }
+        // The browser's path: the snapshot already in memory.
+        let path = args.dir.join(hearth_knowledge::store::SNAPSHOT_FILE);
+        let bytes = std::fs::read(path).unwrap();
+        let (_, wall, cpu) = timed(|| KnowledgeIndex::from_bytes(&bytes).unwrap());
+        println!(
+            "from_bytes (in memory): wall {:.3} s, cpu {}",
+            wall.as_secs_f64(),
+            secs(cpu)
+        );
         return;
     }
     let (n, dim) = (args.n, args.dim);
@@ -238,7 +253,7 @@ fn main() {
                 heading_path: vec![format!("Doc {d}")],
                 page: None,
                 span,
-                text: text(&mut rng, s, 80),
+                text: text(&mut rng, s, args.words),
             });
             emb.extend_from_slice(&v);
         }

@@ -16,6 +16,6 @@ pub use documents::{
 pub use embed::{Embedder, EmbedderTokens};
 pub use error::{KnowledgeError, Result};
 pub use index::{
-    ChunkId, DenseParams, DocumentMeta, Hit, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex,
-    Mode, NewChunk, NewDocument, Reranker, Upsert,
+    ChunkId, DenseParams, DocumentMeta, Hit, HitView, IndexParams, IndexedChunk, IngestPlan,
+    KnowledgeIndex, Mode, NewChunk, NewDocument, Reranker, Upsert,
 };

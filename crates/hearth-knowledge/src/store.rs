@@ -11,42 +11,53 @@
 //! payload: sections, each `tag [u8; 4], len u64, body`, in this order:
 //!   META  dim u32, next chunk id u64, dense params, BM25 params (see `write_meta`)
 //!   DOCS  documents with their chunks (metadata and text)
-//!   KWRD  BM25 vocabulary and per-chunk (term, tf) lists; postings are rebuilt from these
-//!   DNSB  HNSW segment: generation, chunk id per point, the instant-distance graph
-//!         (encoded by `codec`, checked by `graph` before decoding) — loading never rebuilds
+//!   KWRD  BM25 posting lists: terms T u64, T × term text; chunks n u64, n × chunk id u64
+//!         (ascending), n × length in tokens u32; then per term: postings u64, postings ×
+//!         (chunk index u32, tf u32) in chunk order — read straight into the posting lists
+//!   DNSB  HNSW segment as flat arrays (`index::hnsw::Graph`): generation u64, ef_search u64,
+//!         points n u64, upper layers L u64, L × points per layer u64 (bottom up), then
+//!         n × chunk id u64, n × dim × f32 vectors, n × 64 × u32 layer-0 links, and per upper
+//!         layer len × 32 × u32 links — loading copies them in bulk and never rebuilds
 //!   DNSF  fresh segment (ids + unit vectors) and tombstones
 //! ```
 //! Integers are LE, strings are `u32 len + UTF-8`, counts are checked against the bytes left
-//! before anything is allocated. Every failure is a typed [`KnowledgeError`], never a panic.
+//! in their section before anything is allocated. Every failure is a typed [`KnowledgeError`],
+//! never a panic. Version 1 stored the graph as instant-distance's serde encoding (one decode
+//! call per vector component and link); it is refused with [`KnowledgeError::SnapshotVersion`].
+//!
+//! Natively, [`KnowledgeIndex::load`] streams the file through a small buffer, checksumming as
+//! it goes, straight into the index's own arrays: a whole-file buffer would be a second copy of
+//! the snapshot in fresh memory, and on a 100k-chunk index the kernel's zeroing of fresh pages
+//! costs more than all the decoding.
 
 mod bytes;
-mod codec;
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
-mod graph;
+mod read;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::documents::DocId;
-use crate::index::dense::{DenseIndex, DenseParams, Embedding, Fresh, HnswSegment};
-use crate::index::keyword::{Bm25Params, ChunkTerms, KeywordIndex};
-use crate::index::{ChunkId, DocumentMeta, IndexParams, IndexedChunk, KnowledgeIndex};
+use crate::index::keyword::Term;
+use crate::index::{ChunkId, KnowledgeIndex};
 use crate::{KnowledgeError, Result};
-use bytes::{corrupt, kind_code, kind_from_code, to_u32, Reader, Writer};
+use bytes::{corrupt, kind_code, to_u32, Input, Writer};
 
 pub const MAGIC: [u8; 8] = *b"HRTHIDX\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 32;
 const SECTIONS: [[u8; 4]; 5] = [*b"META", *b"DOCS", *b"KWRD", *b"DNSB", *b"DNSF"];
+const SECTION_NAMES: [&str; 5] = ["META", "DOCS", "KWRD", "DNSB", "DNSF"];
 /// File name of the snapshot inside the index directory.
 pub const SNAPSHOT_FILE: &str = "index.hsnap";
 
 impl KnowledgeIndex {
     /// Serialises the whole index (a running background rebuild is not part of it).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut w = Writer {
-            buf: vec![0; HEADER_LEN],
-        };
+        // Vectors and links dominate; texts and term lists are a guess. Saves regrowing copies.
+        let (n, dim) = (self.dense.len(), self.dim());
+        let mut buf = Vec::with_capacity(HEADER_LEN + n * (4 * dim + 4 * 64 + 16 + 1024));
+        buf.resize(HEADER_LEN, 0);
+        let mut w = Writer { buf };
         w.section(SECTIONS[0], |w| self.write_meta(w))?;
         w.section(SECTIONS[1], |w| self.write_docs(w))?;
         w.section(SECTIONS[2], |w| self.write_keyword(w))?;
@@ -116,50 +127,50 @@ impl KnowledgeIndex {
 
     fn write_keyword(&self, w: &mut Writer) -> Result<()> {
         let kw = &self.keyword;
-        // Only terms still in use, renumbered densely.
-        let mut remap = vec![u32::MAX; kw.terms.len()];
-        let live: Vec<usize> = (0..kw.terms.len())
-            .filter(|t| kw.terms[*t].df > 0)
-            .collect();
+        // Only terms still in use, renumbered densely; only live postings.
+        let live: Vec<&Term> = kw.terms.iter().filter(|t| t.df > 0).collect();
         w.usize(live.len());
-        for (new, old) in live.iter().enumerate() {
-            remap[*old] = new as u32;
-            w.str(&kw.terms[*old].text);
+        for term in &live {
+            w.str(&term.text);
         }
-        let mut ids: Vec<&ChunkId> = kw.chunks.keys().collect();
+        let mut ids: Vec<ChunkId> = kw.chunks.keys().copied().collect();
         ids.sort_unstable();
+        let lens: Vec<u32> = ids.iter().map(|id| kw.chunks[id].len).collect();
         w.usize(ids.len());
-        for id in ids {
-            let entry = &kw.chunks[id];
-            w.u64(*id);
-            w.u32(entry.len);
-            w.u32(to_u32(entry.terms.len(), "terms per chunk")?);
-            let mut terms: Vec<(u32, u32)> = entry
-                .terms
-                .iter()
-                .map(|(t, tf)| (remap[*t as usize], *tf))
-                .collect();
-            terms.sort_unstable();
-            for (t, tf) in terms {
-                w.u32(t);
-                w.u32(tf);
+        w.array(&ids);
+        w.array(&lens);
+        let index = ChunkIndex::new(&ids);
+        let mut pairs: Vec<u32> = Vec::new();
+        for term in &live {
+            pairs.clear();
+            for p in term.postings.iter().filter(|p| p.tf > 0) {
+                let at = index
+                    .of(p.chunk)
+                    .ok_or_else(|| corrupt(format!("posting for unknown chunk {}", p.chunk)))?;
+                pairs.extend([at, p.tf]);
             }
+            w.usize(pairs.len() / 2);
+            w.array(&pairs);
         }
         Ok(())
     }
 
     fn write_dense_base(&self, w: &mut Writer) -> Result<()> {
         let base = &self.dense.base;
+        let graph = &base.graph;
         w.u64(base.generation);
+        w.usize(base.ef_search);
         w.usize(base.ids.len());
-        for id in &base.ids {
-            w.u64(*id);
+        w.usize(graph.layers.len());
+        for layer in &graph.layers {
+            w.usize(layer.len() / crate::index::hnsw::UPPER_LINKS);
         }
-        let mut graph = Vec::new();
-        codec::to_bytes(&base.hnsw, &mut graph)
-            .map_err(|e| corrupt(format!("encoding the graph: {e}")))?;
-        w.usize(graph.len());
-        w.buf.extend_from_slice(&graph);
+        w.array(&base.ids);
+        w.array(&graph.vectors);
+        w.array(&graph.zero);
+        for layer in &graph.layers {
+            w.array(layer);
+        }
         Ok(())
     }
 
@@ -173,7 +184,7 @@ impl KnowledgeIndex {
             .zip(dense.fresh.vectors.chunks_exact(dense.dim))
         {
             w.u64(*id);
-            w.f32s(row);
+            w.array(row);
         }
         // Tombstones for fresh entries only matter to a rebuild in flight, which is not saved.
         let mut tombs: Vec<ChunkId> = dense
@@ -189,7 +200,7 @@ impl KnowledgeIndex {
         }
     }
 
-    /// Parses and validates a snapshot.
+    /// Parses and validates a snapshot held in memory (the checksum is verified first).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() < HEADER_LEN {
             if bytes.len() >= 8 && bytes[..8] != MAGIC {
@@ -200,24 +211,89 @@ impl KnowledgeIndex {
                 bytes.len()
             )));
         }
-        let mut h = Reader {
-            buf: &bytes[..HEADER_LEN],
-            what: "header",
+        let header = Header::parse(&bytes[..HEADER_LEN])?;
+        let payload = &bytes[HEADER_LEN..];
+        header.check_len(payload.len() as u64)?;
+        let found = crc32fast::hash(payload);
+        if header.crc != found {
+            return Err(KnowledgeError::SnapshotChecksum {
+                expected: header.crc,
+                found,
+            });
+        }
+        read::decode(&mut Input::new(
+            payload,
+            header.payload_len,
+            "snapshot bytes".into(),
+        ))
+    }
+}
+
+/// Position of a chunk id in the ascending id list: an array over the id range when the ids are
+/// dense (they are handed out in order), a map otherwise.
+enum ChunkIndex {
+    Dense { first: ChunkId, at: Vec<u32> },
+    Sparse(HashMap<ChunkId, u32>),
+}
+
+impl ChunkIndex {
+    fn new(sorted: &[ChunkId]) -> Self {
+        let (Some(&first), Some(&last)) = (sorted.first(), sorted.last()) else {
+            return Self::Sparse(HashMap::new());
         };
-        if h.array::<8>()? != MAGIC {
+        let span = last - first + 1;
+        if span > 4 * sorted.len() as u64 + 65_536 {
+            return Self::Sparse(
+                sorted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (*id, i as u32))
+                    .collect(),
+            );
+        }
+        let mut at = vec![u32::MAX; span as usize];
+        for (i, id) in sorted.iter().enumerate() {
+            at[(id - first) as usize] = i as u32;
+        }
+        Self::Dense { first, at }
+    }
+
+    fn of(&self, id: ChunkId) -> Option<u32> {
+        match self {
+            Self::Dense { first, at } => {
+                let i = *at.get(usize::try_from(id.checked_sub(*first)?).ok()?)?;
+                (i != u32::MAX).then_some(i)
+            }
+            Self::Sparse(map) => map.get(&id).copied(),
+        }
+    }
+}
+
+/// The fields of a snapshot header that the payload is checked against.
+struct Header {
+    payload_len: u64,
+    crc: u32,
+}
+
+impl Header {
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        let field = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if bytes[..8] != MAGIC {
             return Err(KnowledgeError::SnapshotMagic);
         }
-        let version = h.u32()?;
+        let version = u32::from_le_bytes(field(8));
         if version != FORMAT_VERSION {
             return Err(KnowledgeError::SnapshotVersion {
                 found: version,
                 supported: FORMAT_VERSION,
             });
         }
-        let sections = h.u32()?;
-        let payload_len = h.u64()?;
-        let crc = h.u32()?;
-        let header_crc = h.u32()?;
+        let sections = u32::from_le_bytes(field(12));
+        let payload_len = u64::from_le_bytes([
+            bytes[16], bytes[17], bytes[18], bytes[19], bytes[20], bytes[21], bytes[22], bytes[23],
+        ]);
+        let crc = u32::from_le_bytes(field(24));
+        let header_crc = u32::from_le_bytes(field(28));
         let found = crc32fast::hash(&bytes[..28]);
         if header_crc != found {
             return Err(KnowledgeError::SnapshotChecksum {
@@ -231,338 +307,23 @@ impl KnowledgeIndex {
                 SECTIONS.len()
             )));
         }
-        let payload = &bytes[HEADER_LEN..];
-        if (payload.len() as u64) < payload_len {
+        Ok(Self { payload_len, crc })
+    }
+
+    /// The payload that follows the header must be exactly as long as the header says.
+    fn check_len(&self, found: u64) -> Result<()> {
+        if found < self.payload_len {
             return Err(KnowledgeError::SnapshotTruncated(format!(
-                "payload has {} of {payload_len} bytes",
-                payload.len()
+                "payload has {found} of {} bytes",
+                self.payload_len
             )));
         }
-        if payload.len() as u64 > payload_len {
+        if found > self.payload_len {
             return Err(corrupt(format!(
                 "{} bytes after the payload",
-                payload.len() as u64 - payload_len
+                found - self.payload_len
             )));
         }
-        let found = crc32fast::hash(payload);
-        if crc != found {
-            return Err(KnowledgeError::SnapshotChecksum {
-                expected: crc,
-                found,
-            });
-        }
-        let mut r = Reader {
-            buf: payload,
-            what: "sections",
-        };
-        let mut bodies = Vec::with_capacity(SECTIONS.len());
-        for tag in SECTIONS {
-            if r.array::<4>()? != tag {
-                return Err(corrupt(format!(
-                    "expected section {}",
-                    String::from_utf8_lossy(&tag)
-                )));
-            }
-            let len = r.count(1)?;
-            bodies.push(r.take(len)?);
-        }
-        r.end()?;
-        decode(&bodies)
+        Ok(())
     }
-}
-
-fn decode(bodies: &[&[u8]]) -> Result<KnowledgeIndex> {
-    let mut r = Reader {
-        buf: bodies[0],
-        what: "META",
-    };
-    let dim = r.u32()? as usize;
-    let next_chunk_id = r.u64()?;
-    let dense = DenseParams {
-        ef_construction: r.usize()?,
-        ef_search: r.usize()?,
-        fresh_min: r.usize()?,
-        fresh_max: r.usize()?,
-        tombstone_ratio: r.f32()?,
-        seed: r.u64()?,
-        heuristic: match r.u8()? {
-            0 => false,
-            1 => true,
-            b => return Err(corrupt(format!("bad heuristic flag {b}"))),
-        },
-    };
-    let params = IndexParams {
-        dense,
-        bm25: Bm25Params {
-            k1: r.f32()?,
-            b: r.f32()?,
-        },
-    };
-    r.end()?;
-    if dim == 0 {
-        return Err(corrupt("dimension 0"));
-    }
-
-    let (docs, chunks) = read_docs(bodies[1])?;
-    if chunks.keys().any(|id| *id >= next_chunk_id) {
-        return Err(corrupt("chunk id beyond the id counter"));
-    }
-    let keyword = read_keyword(bodies[2], params.bm25, &chunks)?;
-    let base = read_base(bodies[3], dim)?;
-    let (fresh, tombstones) = read_fresh(bodies[4], dim)?;
-
-    // The live dense ids must be exactly the stored chunks.
-    let base_ids: HashSet<ChunkId> = base.ids.iter().copied().collect();
-    if base_ids.len() != base.ids.len() || !tombstones.is_subset(&base_ids) {
-        return Err(corrupt(
-            "dense segment ids repeat, or tombstones name unknown points",
-        ));
-    }
-    let mut live = base.ids.len() - tombstones.len();
-    for id in &fresh.ids {
-        if base_ids.contains(id) || !chunks.contains_key(id) {
-            return Err(corrupt(format!(
-                "fresh vector {id} is duplicated or has no chunk"
-            )));
-        }
-    }
-    live += fresh.ids.len();
-    let base_live_ok = base
-        .ids
-        .iter()
-        .all(|id| tombstones.contains(id) || chunks.contains_key(id));
-    if !base_live_ok || live != chunks.len() {
-        return Err(corrupt("dense vectors and chunks disagree"));
-    }
-    let dense = DenseIndex::from_parts(dim, params.dense, base, fresh, tombstones);
-    Ok(KnowledgeIndex::from_parts(
-        params,
-        dense,
-        keyword,
-        docs,
-        chunks,
-        next_chunk_id,
-    ))
-}
-
-type Docs = (
-    BTreeMap<DocId, DocumentMeta>,
-    HashMap<ChunkId, IndexedChunk>,
-);
-
-fn read_docs(body: &[u8]) -> Result<Docs> {
-    let mut r = Reader {
-        buf: body,
-        what: "DOCS",
-    };
-    let mut docs = BTreeMap::new();
-    let mut chunks = HashMap::new();
-    let mut paths = HashSet::new();
-    // Smallest document: 4 strings (16) + kind (1) + 3 u64 (24) + chunk count (8).
-    for _ in 0..r.count(49)? {
-        let id = DocId(r.str()?);
-        let title = r.str()?;
-        let source_path = r.str()?;
-        let kind = kind_from_code(r.u8()?)?;
-        let size = r.u64()?;
-        let content_hash = r.str()?;
-        let added_unix_ms = r.u64()?;
-        // Smallest chunk: id (8) + heading count (4) + page (5) + span (16) + text (4).
-        let n = r.count(37)?;
-        let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            let chunk_id = r.u64()?;
-            let heading_path = (0..r.u32()?).map(|_| r.str()).collect::<Result<Vec<_>>>()?;
-            let has_page = r.u8()?;
-            let page = r.u32()?;
-            let page = match has_page {
-                0 => None,
-                1 => Some(page),
-                _ => return Err(corrupt("bad page flag")),
-            };
-            let span = (r.usize()?, r.usize()?);
-            let text = r.str()?;
-            let chunk = IndexedChunk {
-                id: chunk_id,
-                doc_id: id.clone(),
-                heading_path,
-                page,
-                span,
-                text,
-            };
-            if chunks.insert(chunk_id, chunk).is_some() {
-                return Err(corrupt(format!("chunk {chunk_id} listed twice")));
-            }
-            ids.push(chunk_id);
-        }
-        if !paths.insert(source_path.clone()) {
-            return Err(corrupt(format!("source path {source_path:?} listed twice")));
-        }
-        let meta = DocumentMeta {
-            id: id.clone(),
-            title,
-            source_path,
-            kind,
-            size,
-            content_hash,
-            added_unix_ms,
-            chunks: ids,
-        };
-        if docs.insert(id, meta).is_some() {
-            return Err(corrupt("document listed twice"));
-        }
-    }
-    r.end()?;
-    Ok((docs, chunks))
-}
-
-fn read_keyword(
-    body: &[u8],
-    params: Bm25Params,
-    chunks: &HashMap<ChunkId, IndexedChunk>,
-) -> Result<KeywordIndex> {
-    let mut r = Reader {
-        buf: body,
-        what: "KWRD",
-    };
-    let mut kw = KeywordIndex::new(params);
-    for t in 0..r.count(4)? {
-        let text = r.str()?;
-        if kw.vocab.insert(text.clone(), t as u32).is_some() {
-            return Err(corrupt(format!("term {text:?} repeats")));
-        }
-        kw.terms.push(crate::index::keyword::Term {
-            text,
-            ..Default::default()
-        });
-    }
-    let n = r.count(16)?;
-    if n != chunks.len() {
-        return Err(corrupt("keyword index and chunks disagree"));
-    }
-    let mut previous = None;
-    let mut entries = Vec::with_capacity(n);
-    let mut df = vec![0usize; kw.terms.len()];
-    for _ in 0..n {
-        let id = r.u64()?;
-        if previous.is_some_and(|p| p >= id) || !chunks.contains_key(&id) {
-            return Err(corrupt(format!(
-                "keyword entry {id} out of order or without a chunk"
-            )));
-        }
-        previous = Some(id);
-        let len = r.u32()?;
-        let count = r.u32()? as usize;
-        let bytes = count
-            .checked_mul(8)
-            .ok_or_else(|| corrupt("term count overflow"))?;
-        let mut pairs = Reader {
-            buf: r.take(bytes)?,
-            what: "KWRD terms",
-        };
-        let mut terms = Vec::with_capacity(count);
-        let mut total = 0u64;
-        for _ in 0..count {
-            let (term, tf) = (pairs.u32()?, pairs.u32()?);
-            if term as usize >= kw.terms.len()
-                || tf == 0
-                || terms.last().is_some_and(|(t, _)| *t >= term)
-            {
-                return Err(corrupt(format!("chunk {id}: bad term entry")));
-            }
-            total += u64::from(tf);
-            df[term as usize] += 1;
-            terms.push((term, tf));
-        }
-        if total != u64::from(len) {
-            return Err(corrupt(format!(
-                "chunk {id}: length {len} is not the sum of its term counts"
-            )));
-        }
-        entries.push((id, ChunkTerms { len, terms }));
-    }
-    r.end()?;
-    // Sized posting lists, filled in id order: every insert is a push.
-    for (term, df) in kw.terms.iter_mut().zip(df) {
-        term.postings.reserve_exact(df);
-    }
-    kw.chunks.reserve(entries.len());
-    for (id, entry) in entries {
-        kw.insert_terms(id, entry);
-    }
-    Ok(kw)
-}
-
-fn read_base(body: &[u8], dim: usize) -> Result<HnswSegment> {
-    let mut r = Reader {
-        buf: body,
-        what: "DNSB",
-    };
-    let generation = r.u64()?;
-    let n = r.count(8)?;
-    let ids = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
-    let len = r.count(1)?;
-    let graph_bytes = r.take(len)?;
-    r.end()?;
-    let (ef_search, points) = graph::validate(graph_bytes, dim).map_err(corrupt)?;
-    if points != n {
-        return Err(corrupt(format!("graph has {points} points, {n} ids")));
-    }
-    let hnsw: instant_distance::Hnsw<Embedding> =
-        codec::from_bytes(graph_bytes).map_err(|e| corrupt(format!("graph: {e}")))?;
-    if hnsw
-        .iter()
-        .any(|(_, p)| p.0.len() != dim || p.0.iter().any(|x| !x.is_finite()))
-    {
-        return Err(corrupt(
-            "graph vector has the wrong size or a non-finite value",
-        ));
-    }
-    Ok(HnswSegment::from_parts(hnsw, ids, ef_search, generation))
-}
-
-fn read_fresh(body: &[u8], dim: usize) -> Result<(Fresh, HashSet<ChunkId>)> {
-    let mut r = Reader {
-        buf: body,
-        what: "DNSF",
-    };
-    let n = r.count(8 + 4 * dim)?;
-    let mut fresh = Fresh::default();
-    let mut seen = HashSet::with_capacity(n);
-    for seq in 0..n {
-        let id = r.u64()?;
-        let row = r.f32s(dim)?;
-        if !seen.insert(id) || row.iter().any(|x| !x.is_finite()) {
-            return Err(corrupt(format!(
-                "fresh vector {id} repeats or is not finite"
-            )));
-        }
-        fresh.push(id, seq as u64, &row);
-    }
-    let tombstones = (0..r.count(8)?)
-        .map(|_| r.u64())
-        .collect::<Result<HashSet<_>>>()?;
-    r.end()?;
-    Ok((fresh, tombstones))
-}
-
-/// A copy of `segment` whose graph searches with `ef_search` (instant-distance keeps it in a
-/// private field, the first of its encoding: see `graph`).
-pub(crate) fn with_ef_search(segment: &HnswSegment, ef_search: usize) -> Result<HnswSegment> {
-    if ef_search == 0 || ef_search as u64 > graph::MAX_EF_SEARCH {
-        return Err(KnowledgeError::InvalidInput(format!(
-            "ef_search {ef_search} out of range"
-        )));
-    }
-    let mut bytes = Vec::new();
-    codec::to_bytes(&segment.hnsw, &mut bytes)
-        .map_err(|e| corrupt(format!("encoding the graph: {e}")))?;
-    bytes[..8].copy_from_slice(&(ef_search as u64).to_le_bytes());
-    let hnsw = codec::from_bytes(&bytes).map_err(|e| corrupt(format!("graph: {e}")))?;
-    Ok(HnswSegment::from_parts(
-        hnsw,
-        segment.ids.clone(),
-        ef_search,
-        segment.generation,
-    ))
 }

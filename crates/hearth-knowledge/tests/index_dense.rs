@@ -37,7 +37,7 @@ fn hnsw_recall_against_brute_force() {
     assert_eq!(index.segment_sizes(), (n, 0, 0));
     // instant-distance builds in parallel, so the graph (and recall at the default ef 32, measured
     // 0.949–0.99 here) varies run to run; ef 64 keeps the check about correctness, not luck.
-    index.set_ef_search(64);
+    index.set_ef_search(64).unwrap();
     let (mut found, mut total) = (0usize, 0usize);
     for q in &data[n..] {
         let want = exact_top_k(&items, q, 10);

@@ -258,3 +258,122 @@ fn forged_counts_do_not_allocate() {
         Err(KnowledgeError::SnapshotCorrupt(_))
     ));
 }
+
+#[test]
+fn version_1_snapshots_are_refused_by_version() {
+    // Version 1 kept the graph in instant-distance's serde encoding; its header is otherwise the
+    // same, so only the version field tells them apart.
+    let (index, _) = populated(4);
+    let mut v1 = index.to_bytes().unwrap();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    reseal(&mut v1);
+    assert!(matches!(
+        KnowledgeIndex::from_bytes(&v1),
+        Err(KnowledgeError::SnapshotVersion {
+            found: 1,
+            supported: FORMAT_VERSION
+        })
+    ));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn streamed_file_load_equals_from_bytes_and_reports_damage() {
+    // Large enough that the vector and link arrays cross the loader's 1 MiB read pieces.
+    let (dim, docs) = (48, 2400);
+    let vectors = clustered(5, docs * 3, dim, 16, 0.3);
+    let mut index = KnowledgeIndex::new(dim, IndexParams::default()).unwrap();
+    for i in 0..docs {
+        let chunks = (0..3)
+            .map(|c| chunk(&format!("doc {i} part {c} alpha"), c))
+            .collect();
+        let emb = vectors[i * 3..i * 3 + 3].concat();
+        index
+            .upsert(new_doc(&format!("/big/{i}.md"), "h"), chunks, &emb)
+            .unwrap();
+    }
+    index.rebuild().unwrap();
+    assert!(4 * dim * docs * 3 > 1 << 20);
+    let dir = std::env::temp_dir().join(format!("hearth-index-stream-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    index.save(&dir).unwrap();
+    let path = dir.join(SNAPSHOT_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    let loaded = KnowledgeIndex::load(&dir).unwrap();
+    assert_eq!(loaded.to_bytes().unwrap(), bytes);
+    let from_bytes = KnowledgeIndex::from_bytes(&bytes).unwrap();
+    let ids = |i: &KnowledgeIndex, q: &[f32]| -> Vec<u64> {
+        let hits = i.search(q, "alpha", 10, Mode::Dense).unwrap();
+        hits.iter().map(|h| h.chunk_id).collect()
+    };
+    for q in &vectors[..20] {
+        assert_eq!(ids(&loaded, q), ids(&from_bytes, q));
+        assert_eq!(ids(&loaded, q), ids(&index, q));
+    }
+
+    let load_with = |damage: &dyn Fn(&mut Vec<u8>)| {
+        let mut bad = bytes.clone();
+        damage(&mut bad);
+        std::fs::write(&path, &bad).unwrap();
+        KnowledgeIndex::load(&dir)
+            .err()
+            .expect("damaged file loaded")
+    };
+    // A flipped bit early in the payload breaks the structure before the checksum is known;
+    // it is still reported as the checksum mismatch it is. So is one in the vectors.
+    for pos in [
+        HEADER_LEN + 20,
+        HEADER_LEN + 600,
+        bytes.len() / 2,
+        bytes.len() - 3,
+    ] {
+        let e = load_with(&|b: &mut Vec<u8>| b[pos] ^= 0x40);
+        assert!(
+            matches!(e, KnowledgeError::SnapshotChecksum { .. }),
+            "{pos}: {e}"
+        );
+    }
+    let e = load_with(&|b: &mut Vec<u8>| b.truncate(b.len() - 1000));
+    assert!(matches!(e, KnowledgeError::SnapshotTruncated(_)), "{e}");
+    let e = load_with(&|b: &mut Vec<u8>| b.truncate(HEADER_LEN - 1));
+    assert!(matches!(e, KnowledgeError::SnapshotTruncated(_)), "{e}");
+    let e = load_with(&|b: &mut Vec<u8>| b.push(0));
+    assert!(matches!(e, KnowledgeError::SnapshotCorrupt(_)), "{e}");
+    let e = load_with(&|b: &mut Vec<u8>| b[0] = b'X');
+    assert!(matches!(e, KnowledgeError::SnapshotMagic), "{e}");
+    // Checksum-valid structural damage (a forged count) is reported as corruption.
+    let e = load_with(&|b: &mut Vec<u8>| {
+        let meta_len =
+            u64::from_le_bytes(b[HEADER_LEN + 4..HEADER_LEN + 12].try_into().unwrap()) as usize;
+        let docs_body = HEADER_LEN + 12 + meta_len + 12;
+        b[docs_body..docs_body + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        reseal(b);
+    });
+    assert!(matches!(e, KnowledgeError::SnapshotCorrupt(_)), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_loaded_index_deletes_and_replaces_like_the_original() {
+    // Loading keeps only the posting lists; the first delete rebuilds the per-chunk term lists.
+    let (mut a, vectors) = populated(24);
+    let mut b = KnowledgeIndex::from_bytes(&a.to_bytes().unwrap()).unwrap();
+    for index in [&mut a, &mut b] {
+        index
+            .remove_document(&hearth_knowledge::DocId("id:/docs/5.md".into()))
+            .unwrap();
+        index
+            .upsert(
+                new_doc("/docs/7.md", "v3"),
+                vec![chunk("gamma replaced words", 0)],
+                &vectors[0],
+            )
+            .unwrap();
+    }
+    same_behaviour(&a, &b, &vectors[..6]);
+    for query in ["alpha", "gamma note", "replaced", "zeta part"] {
+        let hits = |i: &KnowledgeIndex| i.search(&[], query, 20, Mode::Keyword).unwrap();
+        assert_eq!(hits(&a), hits(&b), "{query}");
+    }
+    assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
+}

@@ -9,12 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use instant_distance::PointId;
-
+pub(crate) use super::hnsw::Graph;
 #[cfg(not(target_arch = "wasm32"))]
 pub use super::segment::RebuildThread;
 pub use super::segment::{dot, DenseParams, HnswSegment, RebuildJob, RebuiltSegment};
-pub(crate) use super::segment::{normalised, top_k, Embedding};
+pub(crate) use super::segment::{normalised, top_k, MAX_EF_SEARCH};
 use super::ChunkId;
 use crate::{KnowledgeError, Result};
 
@@ -89,7 +88,7 @@ impl DenseIndex {
                 "dimension must be positive".into(),
             ));
         }
-        let base = HnswSegment::build(Vec::new(), Vec::new(), &params, 0);
+        let base = HnswSegment::from_parts(Graph::empty(dim), Vec::new(), params.ef_search, 0);
         Ok(Self::from_parts(
             dim,
             params,
@@ -207,12 +206,12 @@ impl DenseIndex {
     /// skipped out of its `ef_search` candidates), exact for the fresh segment; if tombstones
     /// leave fewer than `k` live candidates, the HNSW segment is scanned exactly instead.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(ChunkId, f32)>> {
-        let q = Embedding(normalised(query, self.dim)?);
+        let q = normalised(query, self.dim)?;
         if k == 0 {
             return Ok(Vec::new());
         }
         let mut hits = self.search_base(&q, k);
-        hits.extend(self.scan_fresh(&q.0));
+        hits.extend(self.scan_fresh(&q));
         Ok(top_k(hits, k))
     }
 
@@ -224,7 +223,7 @@ impl DenseIndex {
         Ok(top_k(hits, k))
     }
 
-    fn search_base(&self, q: &Embedding, k: usize) -> Vec<(ChunkId, f32)> {
+    fn search_base(&self, q: &[f32], k: usize) -> Vec<(ChunkId, f32)> {
         let base = &*self.base;
         let want = k.min(base.len() - self.dead_in_base);
         if want == 0 {
@@ -243,14 +242,15 @@ impl DenseIndex {
                 return out;
             }
         }
-        top_k(self.scan_base(&q.0), k)
+        top_k(self.scan_base(q), k)
     }
 
     fn scan_base(&self, q: &[f32]) -> Vec<(ChunkId, f32)> {
         let base = &*self.base;
-        base.hnsw
+        base.ids
             .iter()
-            .map(|(pid, p)| (base.ids[pid.into_inner() as usize], dot(q, &p.0)))
+            .zip(base.graph.rows())
+            .map(|(id, row)| (*id, dot(q, row)))
             .filter(|(id, _)| self.dead_in_base == 0 || !self.tombstones.contains(id))
             .collect()
     }
@@ -311,6 +311,7 @@ impl DenseIndex {
             applied,
             ..
         } = rebuilt;
+        let segment = segment?;
         self.base_pos = segment
             .ids
             .iter()
@@ -327,11 +328,18 @@ impl DenseIndex {
     }
 
     /// Changes the HNSW search breadth (`ef_search`, also the most candidates one graph query
-    /// yields) for the current segment and future rebuilds. instant-distance fixes it at build
-    /// time, so the segment is re-encoded with the new value: O(segment size), no rebuild.
+    /// yields) for the current segment and future rebuilds. No rebuild; the segment is copied
+    /// only if a rebuild in flight shares it.
     pub fn set_ef_search(&mut self, ef_search: usize) -> Result<()> {
-        let segment = crate::store::with_ef_search(&self.base, ef_search)?;
-        self.base = Arc::new(segment);
+        if ef_search == 0 || ef_search > MAX_EF_SEARCH {
+            return Err(KnowledgeError::InvalidInput(format!(
+                "ef_search {ef_search} out of range 1..={MAX_EF_SEARCH}"
+            )));
+        }
+        match Arc::get_mut(&mut self.base) {
+            Some(segment) => segment.ef_search = ef_search,
+            None => self.base = Arc::new(self.base.with_ef_search(ef_search)),
+        }
         self.params.ef_search = ef_search;
         Ok(())
     }
@@ -353,6 +361,6 @@ impl DenseIndex {
             return None;
         }
         let pid = *self.base_pos.get(&id)?;
-        Some(self.base.hnsw[PointId::from(pid)].0.as_slice())
+        Some(self.base.graph.row(pid as usize))
     }
 }

@@ -6,6 +6,10 @@
 //! Posting lists are sorted by chunk id. A delete updates N, df and the total length at once (so
 //! scores stay exact) and marks its postings dead (tf = 0); a list is compacted once half of it
 //! is dead, so deletes cost O(terms · log postings) amortised.
+//!
+//! A delete needs the chunk's terms, kept per chunk. A loaded snapshot holds only the posting
+//! lists (searching needs nothing else); the per-chunk lists are rebuilt from them on the first
+//! delete, so that loading never pays for that transposition.
 
 use std::collections::HashMap;
 
@@ -55,8 +59,11 @@ pub struct KeywordIndex {
     pub(crate) params: Bm25Params,
     pub(crate) vocab: HashMap<String, u32>,
     pub(crate) terms: Vec<Term>,
+    /// Every chunk with its length; its terms are empty while `terms_pending`.
     pub(crate) chunks: HashMap<ChunkId, ChunkTerms>,
     pub(crate) total_len: u64,
+    /// Set by the snapshot loader: per-chunk term lists are still to be rebuilt from postings.
+    pub(crate) terms_pending: bool,
 }
 
 impl KeywordIndex {
@@ -87,17 +94,21 @@ impl KeywordIndex {
     /// Indexes a chunk's text; re-inserting an id replaces the old text.
     pub fn insert(&mut self, id: ChunkId, text: &str) {
         self.remove(id);
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        let mut len = 0u32;
-        for token in tokenize(text) {
-            *counts.entry(token).or_default() += 1;
-            len = len.saturating_add(1);
-        }
-        let mut terms: Vec<(u32, u32)> = counts
+        // New terms get ids in order of first occurrence, so equal histories give equal indexes
+        // (and byte-equal snapshots).
+        let mut ids: Vec<u32> = tokenize(text)
             .into_iter()
-            .map(|(text, tf)| (self.term_id(text), tf))
+            .map(|token| self.term_id(token))
             .collect();
-        terms.sort_unstable();
+        let len = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        ids.sort_unstable();
+        let mut terms: Vec<(u32, u32)> = Vec::new();
+        for t in ids {
+            match terms.last_mut() {
+                Some((last, tf)) if *last == t => *tf = tf.saturating_add(1),
+                _ => terms.push((t, 1)),
+            }
+        }
         self.insert_terms(id, ChunkTerms { len, terms });
     }
 
@@ -114,8 +125,8 @@ impl KeywordIndex {
         id
     }
 
-    /// Adds an already-counted chunk (also the snapshot loader's path).
-    pub(crate) fn insert_terms(&mut self, id: ChunkId, entry: ChunkTerms) {
+    /// Adds an already-counted chunk.
+    fn insert_terms(&mut self, id: ChunkId, entry: ChunkTerms) {
         for &(term, tf) in &entry.terms {
             let t = &mut self.terms[term as usize];
             t.df += 1;
@@ -136,8 +147,26 @@ impl KeywordIndex {
         self.chunks.insert(id, entry);
     }
 
+    /// Rebuilds the per-chunk term lists of a loaded index from its posting lists.
+    fn materialise_chunk_terms(&mut self) {
+        if !std::mem::take(&mut self.terms_pending) {
+            return;
+        }
+        for (t, term) in self.terms.iter().enumerate() {
+            for p in term.postings.iter().filter(|p| p.tf > 0) {
+                if let Some(entry) = self.chunks.get_mut(&p.chunk) {
+                    entry.terms.push((t as u32, p.tf));
+                }
+            }
+        }
+    }
+
     /// Removes a chunk; returns whether it was indexed.
     pub fn remove(&mut self, id: ChunkId) -> bool {
+        if !self.chunks.contains_key(&id) {
+            return false;
+        }
+        self.materialise_chunk_terms();
         let Some(entry) = self.chunks.remove(&id) else {
             return false;
         };

@@ -130,6 +130,21 @@ pub struct Hit {
     pub rerank_score: Option<f32>,
 }
 
+/// A hit with what a reader needs, shaped like the CLI's `hearth search --json` hits (and the
+/// extension's): the source and title of its document, the chunk's place and text.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HitView {
+    pub source: String,
+    pub title: String,
+    /// Heading path joined with " › ".
+    pub heading: String,
+    pub page: Option<u32>,
+    /// Byte range of the chunk in the document text.
+    pub span: [usize; 2],
+    pub score: f32,
+    pub text: String,
+}
+
 /// Documents, chunks, and the dense and keyword indexes. Snapshots: [`crate::store`].
 pub struct KnowledgeIndex {
     pub(crate) params: IndexParams,
@@ -229,6 +244,21 @@ impl KnowledgeIndex {
 
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
+    }
+
+    /// The reader's view of a hit (`None` if its chunk is gone).
+    pub fn view(&self, hit: &Hit) -> Option<HitView> {
+        let chunk = self.chunks.get(&hit.chunk_id)?;
+        let doc = self.docs.get(&chunk.doc_id)?;
+        Some(HitView {
+            source: doc.source_path.clone(),
+            title: doc.title.clone(),
+            heading: chunk.heading_path.join(" › "),
+            page: chunk.page,
+            span: [chunk.span.0, chunk.span.1],
+            score: hit.score,
+            text: chunk.text.clone(),
+        })
     }
 
     /// What [`Self::upsert`] would do for this source and content.

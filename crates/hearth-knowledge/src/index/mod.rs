@@ -2,7 +2,9 @@
 //! segment), by keywords (BM25) or both (reciprocal-rank fusion), with an optional rerank stage.
 //! Persisted by [`crate::store`] as one versioned, checksummed snapshot.
 
+mod codec;
 pub mod dense;
+pub(crate) mod hnsw;
 pub mod hybrid;
 pub mod keyword;
 mod library;
@@ -15,7 +17,7 @@ pub use dense::{DenseIndex, DenseParams, HnswSegment, RebuildJob, RebuiltSegment
 pub use hybrid::{reciprocal_rank_fusion, Mode, Reranker, RRF_K};
 pub use keyword::{Bm25Params, KeywordIndex};
 pub use library::{
-    DocumentMeta, Hit, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex, NewChunk,
+    DocumentMeta, Hit, HitView, IndexParams, IndexedChunk, IngestPlan, KnowledgeIndex, NewChunk,
     NewDocument, Upsert,
 };
 

@@ -4,12 +4,15 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use instant_distance::{Builder, Heuristic, Hnsw, Point, Search};
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use instant_distance::{Builder, Heuristic, Point};
+use serde::{Serialize, Serializer};
 
+use super::hnsw::{Graph, Search};
 use super::ChunkId;
 use crate::{KnowledgeError, Result};
+
+/// Larger values can only come from a damaged file and would make every query crawl.
+pub const MAX_EF_SEARCH: usize = 1 << 16;
 
 /// HNSW and rebuild tuning. The defaults come from `examples/index_bench.rs` (100k × 384
 /// clustered vectors): ef_search 32 gave recall@10 ≈ 0.99 at ~0.6 ms/query, and the plain
@@ -58,36 +61,12 @@ impl Point for Embedding {
     }
 }
 
-// Persisted as one little-endian byte string per vector: a single length check and copy on load
-// instead of one serde call per component.
+// Needed by instant-distance's `Serialize` bound; the points themselves are never encoded (the
+// graph is copied out without them, see `hnsw::Graph::from_instant`).
 impl Serialize for Embedding {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let bytes: Vec<u8> = self.0.iter().flat_map(|x| x.to_le_bytes()).collect();
         s.serialize_bytes(&bytes)
-    }
-}
-
-impl<'de> Deserialize<'de> for Embedding {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct LeF32s;
-        impl Visitor<'_> for LeF32s {
-            type Value = Embedding;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("little-endian f32 bytes")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> std::result::Result<Embedding, E> {
-                let chunks = v.chunks_exact(4);
-                if !chunks.remainder().is_empty() {
-                    return Err(E::custom("vector byte length is not a multiple of 4"));
-                }
-                Ok(Embedding(
-                    chunks
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ))
-            }
-        }
-        d.deserialize_bytes(LeF32s)
     }
 }
 
@@ -146,9 +125,10 @@ pub(crate) fn top_k(mut hits: Vec<(ChunkId, f32)>, k: usize) -> Vec<(ChunkId, f3
 
 /// An immutable HNSW graph over some chunks' vectors. Swapped in whole, shared with rebuilds.
 pub struct HnswSegment {
-    pub(crate) hnsw: Hnsw<Embedding>,
-    /// Chunk id of each HNSW point, indexed by `PointId`.
+    pub(crate) graph: Graph,
+    /// Chunk id of each graph point.
     pub(crate) ids: Vec<ChunkId>,
+    /// Candidate list size of a search, also the most results one search yields.
     pub(crate) ef_search: usize,
     /// Bumped by every rebuild; a rebuilt segment only installs over the generation it read.
     pub(crate) generation: u64,
@@ -157,40 +137,60 @@ pub struct HnswSegment {
 }
 
 impl HnswSegment {
+    /// Builds the graph with instant-distance and copies it into the flat layout.
     pub(crate) fn build(
+        dim: usize,
         points: Vec<Embedding>,
         ids: Vec<ChunkId>,
         params: &DenseParams,
         generation: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         let (hnsw, pids) = Builder::default()
             .ef_construction(params.ef_construction)
             .ef_search(params.ef_search)
             .seed(params.seed ^ generation)
             .select_heuristic(params.heuristic.then(Heuristic::default))
             .build_hnsw(points);
+        let graph = Graph::from_instant(&hnsw, dim)
+            .map_err(|e| KnowledgeError::Rebuild(format!("copying the built graph: {e}")))?;
+        drop(hnsw);
         // `pids[i]` is where input i landed; re-key the chunk ids by point id.
         let mut by_point = vec![0; ids.len()];
         for (id, pid) in ids.into_iter().zip(pids) {
             by_point[pid.into_inner() as usize] = id;
         }
-        Self::from_parts(hnsw, by_point, params.ef_search, generation)
+        Ok(Self::from_parts(
+            graph,
+            by_point,
+            params.ef_search,
+            generation,
+        ))
     }
 
     /// Assembles a segment; the caller guarantees `ids.len()` equals the number of points.
     pub(crate) fn from_parts(
-        hnsw: Hnsw<Embedding>,
+        graph: Graph,
         ids: Vec<ChunkId>,
         ef_search: usize,
         generation: u64,
     ) -> Self {
         Self {
-            hnsw,
+            graph,
             ids,
             ef_search,
             generation,
             scratch: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A copy that searches with another `ef_search`.
+    pub(crate) fn with_ef_search(&self, ef_search: usize) -> Self {
+        Self::from_parts(
+            self.graph.clone(),
+            self.ids.clone(),
+            ef_search,
+            self.generation,
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -206,15 +206,15 @@ impl HnswSegment {
     }
 
     /// Approximate neighbours of a unit query, nearest first, as `(point index, cosine)`.
-    pub(crate) fn search(&self, query: &Embedding, mut visit: impl FnMut(usize, f32) -> bool) {
+    pub(crate) fn search(&self, query: &[f32], mut visit: impl FnMut(usize, f32) -> bool) {
         let mut search = self
             .scratch
             .lock()
             .ok()
             .and_then(|mut pool| pool.pop())
             .unwrap_or_default();
-        for item in self.hnsw.search(query, &mut search) {
-            if !visit(item.pid.into_inner() as usize, 1.0 - item.distance) {
+        for c in self.graph.search(query, self.ef_search, &mut search) {
+            if !visit(c.pid as usize, 1.0 - c.distance) {
                 break;
             }
         }
@@ -238,9 +238,10 @@ pub struct RebuildJob {
     pub(crate) dim: usize,
 }
 
-/// The output of [`RebuildJob::run`], to be handed to [`DenseIndex::install`].
+/// The output of [`RebuildJob::run`], to be handed to [`DenseIndex::install`] (which reports a
+/// failed build).
 pub struct RebuiltSegment {
-    pub(crate) segment: HnswSegment,
+    pub(crate) segment: Result<HnswSegment>,
     pub(crate) built_from: u64,
     pub(crate) watermark: u64,
     pub(crate) applied: HashSet<ChunkId>,
@@ -261,18 +262,17 @@ impl RebuildJob {
         } = self;
         let mut points = Vec::with_capacity(base.len() + fresh_ids.len());
         let mut ids = Vec::with_capacity(points.capacity());
-        for (pid, point) in base.hnsw.iter() {
-            let id = base.ids[pid.into_inner() as usize];
-            if !applied.contains(&id) {
-                points.push(point.clone());
-                ids.push(id);
+        for (id, row) in base.ids.iter().zip(base.graph.rows()) {
+            if !applied.contains(id) {
+                points.push(Embedding(row.to_vec()));
+                ids.push(*id);
             }
         }
         for (id, row) in fresh_ids.iter().zip(fresh_vectors.chunks_exact(dim.max(1))) {
             points.push(Embedding(row.to_vec()));
             ids.push(*id);
         }
-        let segment = HnswSegment::build(points, ids, &params, base.generation + 1);
+        let segment = HnswSegment::build(dim, points, ids, &params, base.generation + 1);
         RebuiltSegment {
             segment,
             built_from: base.generation,
@@ -298,8 +298,9 @@ impl RebuildJob {
 }
 
 impl RebuiltSegment {
-    pub fn segment(&self) -> &HnswSegment {
-        &self.segment
+    /// The new segment, or `None` if the build failed.
+    pub fn segment(&self) -> Option<&HnswSegment> {
+        self.segment.as_ref().ok()
     }
 }
 

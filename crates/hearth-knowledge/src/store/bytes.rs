@@ -1,11 +1,41 @@
-//! Little-endian primitives of the snapshot format: a growable writer and a bounds-checked
-//! reader whose counts are checked against the bytes left before anything is allocated.
+//! Little-endian primitives of the snapshot format: a growable writer, and a reader over any
+//! `Read` (a byte slice, or the file through a buffer) that checks every count against the bytes
+//! left in its section before anything is allocated. Arrays of numbers are written and read in
+//! bulk: on little-endian machines (x86, ARM, wasm32) that is a plain copy.
+
+use std::io::Read;
+
+use bytemuck::Pod;
 
 use crate::documents::DocKind;
 use crate::{KnowledgeError, Result};
 
 pub(super) fn corrupt(msg: impl Into<String>) -> KnowledgeError {
     KnowledgeError::SnapshotCorrupt(msg.into())
+}
+
+/// Numbers stored as little-endian arrays.
+pub(super) trait Le: Pod {
+    /// Converts between little-endian and native order (the identity on little-endian).
+    fn swap_le(self) -> Self;
+}
+
+impl Le for u32 {
+    fn swap_le(self) -> Self {
+        u32::from_le(self)
+    }
+}
+
+impl Le for u64 {
+    fn swap_le(self) -> Self {
+        u64::from_le(self)
+    }
+}
+
+impl Le for f32 {
+    fn swap_le(self) -> Self {
+        f32::from_bits(u32::from_le(self.to_bits()))
+    }
 }
 
 #[derive(Default)]
@@ -33,10 +63,15 @@ impl Writer {
         self.u32(s.len() as u32);
         self.buf.extend_from_slice(s.as_bytes());
     }
-    pub(super) fn f32s(&mut self, v: &[f32]) {
-        self.buf.reserve(v.len() * 4);
-        for x in v {
-            self.f32(*x);
+    /// An array of numbers, no length.
+    pub(super) fn array<T: Le>(&mut self, v: &[T]) {
+        if cfg!(target_endian = "little") {
+            self.buf.extend_from_slice(bytemuck::cast_slice(v));
+        } else {
+            self.buf.reserve(std::mem::size_of_val(v));
+            for x in v {
+                self.buf.extend_from_slice(bytemuck::bytes_of(&x.swap_le()));
+            }
         }
     }
     /// Writes `tag`, a length placeholder, the body, then patches the length.
@@ -55,27 +90,92 @@ impl Writer {
     }
 }
 
-pub(super) struct Reader<'a> {
-    pub(super) buf: &'a [u8],
-    pub(super) what: &'static str,
+/// Bulk reads go through in pieces of this size, so that a checksumming reader underneath
+/// hashes each piece while it is still in cache.
+const PIECE: usize = 1 << 20;
+
+/// Reads the payload's sections in order from `r`.
+pub(super) struct Input<R> {
+    pub(super) r: R,
+    /// Payload bytes after the current section.
+    payload: u64,
+    /// Bytes left in the current section.
+    left: u64,
+    what: &'static str,
+    /// Names the source in I/O errors.
+    path: String,
 }
 
-impl<'a> Reader<'a> {
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.buf.len() {
+impl<R: Read> Input<R> {
+    pub(super) fn new(r: R, payload: u64, path: String) -> Self {
+        Self {
+            r,
+            payload,
+            left: 0,
+            what: "sections",
+            path,
+        }
+    }
+
+    /// Payload bytes not yet read (after the last section: trailing bytes).
+    pub(super) fn payload_left(&self) -> u64 {
+        self.payload + self.left
+    }
+
+    /// Starts the next section, which must be `tag` (the previous one must be fully read).
+    pub(super) fn section(&mut self, tag: [u8; 4], what: &'static str) -> Result<()> {
+        self.end()?;
+        (self.left, self.payload, self.what) = (self.payload, 0, "sections");
+        if self.array::<4>()? != tag {
+            return Err(corrupt(format!("expected section {what}")));
+        }
+        let len = self.u64()?;
+        if len > self.left {
             return Err(corrupt(format!(
-                "{}: needs {n} bytes, {} remain",
-                self.what,
-                self.buf.len()
+                "section {what} claims {len} bytes, {} remain",
+                self.left
             )));
         }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
+        (self.payload, self.left, self.what) = (self.left - len, len, what);
+        Ok(())
     }
+
+    /// The current section must be fully read.
+    pub(super) fn end(&self) -> Result<()> {
+        match self.left {
+            0 => Ok(()),
+            n => Err(corrupt(format!("{}: {n} trailing bytes", self.what))),
+        }
+    }
+
+    fn room(&self, n: usize) -> Result<()> {
+        if n as u64 > self.left {
+            return Err(corrupt(format!(
+                "{}: needs {n} bytes, {} remain",
+                self.what, self.left
+            )));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.room(buf.len())?;
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                KnowledgeError::SnapshotTruncated(format!("{} ended early", self.path))
+            }
+            _ => KnowledgeError::Io {
+                path: self.path.clone(),
+                source: e,
+            },
+        })?;
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+
     pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
+        self.read(&mut out)?;
         Ok(out)
     }
     pub(super) fn u8(&mut self) -> Result<u8> {
@@ -96,42 +196,55 @@ impl<'a> Reader<'a> {
     }
     pub(super) fn str(&mut self) -> Result<String> {
         let len = self.u32()? as usize;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| corrupt(format!("{}: invalid UTF-8", self.what)))
+        self.room(len)?;
+        let mut bytes = vec![0; len];
+        self.read(&mut bytes)?;
+        String::from_utf8(bytes).map_err(|_| corrupt(format!("{}: invalid UTF-8", self.what)))
     }
     /// A `u64` element count, each element taking at least `min_bytes`: refused before any
-    /// allocation if the remaining bytes cannot hold it.
+    /// allocation if the rest of the section cannot hold it.
     pub(super) fn count(&mut self, min_bytes: usize) -> Result<usize> {
         let n = self.u64()?;
         let fits = usize::try_from(n)
             .ok()
             .and_then(|n| n.checked_mul(min_bytes))
-            .is_some_and(|b| b <= self.buf.len());
+            .is_some_and(|b| b as u64 <= self.left);
         if !fits {
             return Err(corrupt(format!(
                 "{}: count {n} exceeds the {} remaining bytes",
-                self.what,
-                self.buf.len()
+                self.what, self.left
             )));
         }
         Ok(n as usize)
     }
-    pub(super) fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
-        let bytes = self.take(
-            n.checked_mul(4)
-                .ok_or_else(|| corrupt("vector length overflow"))?,
-        )?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-    pub(super) fn end(&self) -> Result<()> {
-        match self.buf.len() {
-            0 => Ok(()),
-            n => Err(corrupt(format!("{}: {n} trailing bytes", self.what))),
+    /// Fills `out` from an array of numbers.
+    pub(super) fn array_into<T: Le>(&mut self, out: &mut [T]) -> Result<()> {
+        self.room(std::mem::size_of_val(out))?;
+        for piece in bytemuck::cast_slice_mut::<T, u8>(out).chunks_mut(PIECE) {
+            self.read(piece)?;
         }
+        if cfg!(target_endian = "big") {
+            for x in out.iter_mut() {
+                *x = x.swap_le();
+            }
+        }
+        Ok(())
+    }
+    /// An array of `n` numbers (its size checked before it is allocated).
+    pub(super) fn vec<T: Le>(&mut self, n: usize) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.refill(&mut out, n)?;
+        Ok(out)
+    }
+    /// Replaces the contents of `buf` with an array of `n` numbers, reusing its allocation.
+    pub(super) fn refill<T: Le>(&mut self, buf: &mut Vec<T>, n: usize) -> Result<()> {
+        let bytes = n
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| corrupt(format!("{}: array size overflows", self.what)))?;
+        self.room(bytes)?;
+        buf.clear();
+        buf.resize(n, T::zeroed());
+        self.array_into(buf)
     }
 }
 
