@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
 use hearth_knowledge::store::SNAPSHOT_FILE;
-use hearth_knowledge::{DocKind, DocumentMeta, Embedder, KnowledgeError, KnowledgeIndex, Mode};
+use hearth_knowledge::{DocKind, DocumentMeta, KnowledgeIndex, Mode};
 use hearth_models::bert::{self, SentenceEncoder};
 use serde::Serialize;
 
@@ -19,32 +19,16 @@ use crate::run::CliError;
 
 pub use ingest::{ingest, IngestArgs};
 
-/// The GPU sentence encoder as the index's embedder.
-pub struct Encoder(SentenceEncoder);
+/// The GPU sentence encoder, which is the index's `Embedder`.
+pub type Encoder = SentenceEncoder;
 
-impl Embedder for Encoder {
-    fn dim(&self) -> usize {
-        self.0.dim()
-    }
-
-    fn max_tokens(&self) -> usize {
-        self.0.max_tokens()
-    }
-
-    fn count_tokens(&self, text: &str) -> usize {
-        self.0.count_tokens(text)
-    }
-
-    async fn embed(&self, texts: &[&str]) -> hearth_knowledge::Result<Vec<Vec<f32>>> {
-        self.0
-            .embed(texts)
-            .await
-            .map_err(|e| KnowledgeError::Embed(e.to_string()))
-    }
+/// The encoder at `path`, or the default one from the model cache, on a GPU of its own.
+pub fn load_encoder(path: Option<&Path>) -> Result<Encoder, CliError> {
+    load_encoder_on(&model::gpu()?, path)
 }
 
-/// The encoder at `path`, or the default one from the model cache.
-pub fn load_encoder(path: Option<&Path>) -> Result<Encoder, CliError> {
+/// The encoder at `path` (or the default) on `gpu`.
+pub fn load_encoder_on(gpu: &hearth_gpu::Gpu, path: Option<&Path>) -> Result<Encoder, CliError> {
     let dir = match path {
         Some(p) => p.to_path_buf(),
         None => bert::default_encoder_dir().ok_or_else(|| {
@@ -57,15 +41,14 @@ pub fn load_encoder(path: Option<&Path>) -> Result<Encoder, CliError> {
     };
     let t0 = Instant::now();
     eprintln!("loading encoder {} …", dir.display());
-    let gpu = model::gpu()?;
-    let encoder = SentenceEncoder::load(&gpu, &dir)?;
+    let encoder = SentenceEncoder::load(gpu, &dir)?;
     eprintln!(
         "encoder loaded in {:.2}s: {} dimensions, {} tokens max",
         t0.elapsed().as_secs_f64(),
         encoder.dim(),
         encoder.max_tokens()
     );
-    Ok(Encoder(encoder))
+    Ok(encoder)
 }
 
 /// The index in `dir`, or `None` when there is no snapshot there yet.
@@ -76,7 +59,7 @@ pub fn open_index(dir: &Path) -> Result<Option<KnowledgeIndex>, CliError> {
     Ok(Some(KnowledgeIndex::load(dir)?))
 }
 
-fn existing_index(dir: &Path) -> Result<KnowledgeIndex, CliError> {
+pub fn existing_index(dir: &Path) -> Result<KnowledgeIndex, CliError> {
     open_index(dir)?.ok_or_else(|| {
         CliError::Msg(format!(
             "no index in {} (create one with `hearth ingest --index {} PATH...`)",
@@ -153,7 +136,7 @@ pub struct SearchArgs {
 
 /// One result as printed with `--json`.
 #[derive(Serialize)]
-struct HitJson<'a> {
+pub struct HitJson<'a> {
     source: &'a str,
     title: &'a str,
     /// Heading path joined with " › ", or "".
@@ -192,22 +175,7 @@ pub fn search(args: &SearchArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     for (query, embedding) in queries.iter().zip(&embeddings) {
         let hits = index.search(embedding, query, args.k, mode)?;
-        let hits: Vec<HitJson> = hits
-            .iter()
-            .filter_map(|h| {
-                let chunk = index.chunk(h.chunk_id)?;
-                let doc = index.document(&h.doc_id)?;
-                Some(HitJson {
-                    source: &doc.source_path,
-                    title: &doc.title,
-                    heading: chunk.heading_path.join(" › "),
-                    page: chunk.page,
-                    span: [chunk.span.0, chunk.span.1],
-                    score: h.score,
-                    text: &chunk.text,
-                })
-            })
-            .collect();
+        let hits: Vec<HitJson> = hits.iter().filter_map(|h| hit_json(&index, h)).collect();
         if args.queries.is_some() {
             print_json(&mut out, &QueryHits { query, hits })?;
         } else if args.json {
@@ -217,6 +185,21 @@ pub fn search(args: &SearchArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// A hit as the CLI prints it (`None` if its chunk is gone).
+pub fn hit_json<'a>(index: &'a KnowledgeIndex, h: &hearth_knowledge::Hit) -> Option<HitJson<'a>> {
+    let chunk = index.chunk(h.chunk_id)?;
+    let doc = index.document(&h.doc_id)?;
+    Some(HitJson {
+        source: &doc.source_path,
+        title: &doc.title,
+        heading: chunk.heading_path.join(" › "),
+        page: chunk.page,
+        span: [chunk.span.0, chunk.span.1],
+        score: h.score,
+        text: &chunk.text,
+    })
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,7 @@
 //! `hearth`: the command-line face of the engine. With `--json`, stdout carries only the JSON object;
 //! progress and logs go to stderr.
 
+mod assistant;
 mod bench;
 mod bench_embed;
 mod knowledge;
@@ -111,6 +112,12 @@ enum Command {
     Docs(knowledge::DocsArgs),
     /// Embed texts with the sentence encoder.
     Embed(knowledge::EmbedArgs),
+    /// Answer a question from the indexed documents, citing them as [1], [2] ….
+    Ask(assistant::AskArgs),
+    /// Summarize a document of any length (map-reduce when it does not fit the context).
+    Summarize(assistant::SummarizeArgs),
+    /// Chat about the indexed documents in the terminal (/sources, /clear, /quit).
+    Chat(assistant::ChatArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +162,9 @@ fn main() -> ExitCode {
         Command::Search(args) => knowledge::search(&args),
         Command::Docs(args) => knowledge::docs(&args),
         Command::Embed(args) => knowledge::embed(&args),
+        Command::Ask(args) => assistant::ask_cmd(&args),
+        Command::Summarize(args) => assistant::summarize_cmd(&args),
+        Command::Chat(args) => assistant::chat_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

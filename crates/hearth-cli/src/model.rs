@@ -36,6 +36,11 @@ pub fn gpu() -> Result<Gpu, CliError> {
 }
 
 pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
+    load_on(&gpu()?, path, options)
+}
+
+/// [`load`] on a given GPU (the assistant shares one between the encoder and the generator).
+pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
     let path = resolve(path)?;
     let t0 = Instant::now();
     eprintln!("loading {} …", path.display());
@@ -47,8 +52,7 @@ pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliErr
     let (bos, eos) = (name(tok.bos()), name(tok.eos_ids().first().copied()));
     let template = ChatTemplate::from_files(&tokenizer, bos.as_deref(), eos.as_deref())?;
     let t1 = Instant::now();
-    let gpu = gpu()?;
-    let model = pollster::block_on(Llama::new(&gpu, &weights, options))?;
+    let model = pollster::block_on(Llama::new(gpu, &weights, options))?;
     eprintln!(
         "loaded in {:.2}s (read {:.2}s, GPU {:.2}s): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
         t0.elapsed().as_secs_f64(),

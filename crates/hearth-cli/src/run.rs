@@ -20,6 +20,8 @@ pub enum CliError {
     Gpu(#[from] hearth_gpu::GpuError),
     #[error(transparent)]
     Knowledge(#[from] hearth_knowledge::KnowledgeError),
+    #[error(transparent)]
+    Assistant(#[from] hearth_assistant::AssistantError),
     #[error("{0}")]
     Msg(String),
     #[error("{path}: {source}")]

@@ -181,7 +181,10 @@ fn ingest_search_docs_embed_with_minilm() {
     assert!(top_source(&v).ends_with("animals/otters.html"), "{v}");
     assert_eq!(hits[0]["title"], "Sea otters");
     // Heading paths are joined with " › " (the Diet section is the other otters chunk).
-    assert!(hits.iter().any(|h| h["heading"] == "Sea otters › Diet"), "{v}");
+    assert!(
+        hits.iter().any(|h| h["heading"] == "Sea otters › Diet"),
+        "{v}"
+    );
     // Scores rank best first.
     let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");

@@ -1,6 +1,7 @@
 //! `hearth-models`: weight formats and loaders, the Llama decoder, the BERT sentence encoder,
 //! tokenizers and chat templates.
 
+pub mod adapters;
 pub mod bert;
 pub mod chat;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;
 
+pub use adapters::ChatModel;
 pub use bert::{EncoderFiles, SentenceEncoder};
 pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Llama3RopeScaling, LlamaConfig, RopeStyle};

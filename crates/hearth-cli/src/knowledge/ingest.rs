@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use hearth_knowledge::ingest::{content_hash, IngestOptions, Ingested};
-use hearth_knowledge::{Embedder, IndexParams, IngestPlan, KnowledgeIndex, SourceHint};
+use hearth_knowledge::{IndexParams, IngestPlan, KnowledgeIndex, SourceHint};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
