@@ -74,7 +74,8 @@ impl BertConfig {
             )));
         }
         let hd = c.head_dim();
-        if !c.hidden_size.is_multiple_of(c.num_attention_heads) || !hd.is_multiple_of(2) || hd > 256 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) || !hd.is_multiple_of(2) || hd > 256
+        {
             return Err(bad(format!(
                 "{} heads over hidden_size {} (head size must be even and ≤ 256)",
                 c.num_attention_heads, c.hidden_size
