@@ -23,8 +23,13 @@ SMOLLM2 := $(HEARTH_MODELS)/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.ggu
 MINILM := $(HEARTH_MODELS)/all-minilm-l6-v2
 HEARTH := target/release/hearth
 
-PROMPT ?= What is the capital of France?
-MAX_TOKENS ?= 64
+# make run: a few real chapters of the Rust Book (installed with the toolchain's docs) become the
+# knowledge index, then Hearth answers a question about them with sources.
+BOOK := $(shell rustc --print sysroot 2>/dev/null)/share/doc/rust/html/book
+RUN_DOCS ?= $(BOOK)/ch08-01-vectors.html $(BOOK)/ch08-03-hash-maps.html
+RUN_INDEX ?= $(HOME)/.cache/hearth/run-index
+QUESTION ?= How do I add an element to the end of a vector?
+MAX_TOKENS ?= 160
 BENCH_ARGS ?=
 
 WASM_RAW := target/wasm32-unknown-unknown/release/hearth_wasm.wasm
@@ -37,7 +42,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable
 .PHONY: help run test test-rust test-browser deps models release extension bench fmt lint clean
 
 help:
-	@echo 'make run       fetch models, build the CLI, answer "$(PROMPT)" with SmolLM2 on the GPU'
+	@echo 'make run       fetch models, build the CLI, index two Rust Book chapters, answer a question with sources'
 	@echo 'make test      Rust tests (GPU ones on lavapipe) + the extension in Chromium (WebGPU)'
 	@echo 'make deps      install what is missing (apt, rustup target, wasm-bindgen-cli, npm ci)'
 	@echo 'make models    fetch and verify the models in $(HEARTH_MODELS)'
@@ -56,8 +61,14 @@ release:
 	$(CARGO) build --release -p hearth-cli
 
 run: deps models release
-	@echo '== hearth generate ($(SMOLLM2))'
-	$(HEARTH) generate --model "$(SMOLLM2)" --chat --prompt "$(PROMPT)" --max-tokens $(MAX_TOKENS)
+	@echo '== hearth ingest: $(notdir $(RUN_DOCS)) → $(RUN_INDEX) (unchanged files are skipped)'
+	$(HEARTH) ingest --index "$(RUN_INDEX)" $(RUN_DOCS)
+	@echo '== hearth ask: "$(QUESTION)" (SmolLM2-135M-Instruct answers from the index, citing it)'
+	$(HEARTH) ask --index "$(RUN_INDEX)" --max-tokens $(MAX_TOKENS) --context 2048 -k 4 --timings "$(QUESTION)"
+	@echo
+	@echo 'More: hearth search / docs / summarize / chat --index "$(RUN_INDEX)"  (hearth --help).'
+	@echo 'The extension: make extension, then chrome://extensions → Developer mode → "Load unpacked" →'
+	@echo "  $(CURDIR)/extension/dist   (Chrome or Edge 124+; WebGPU required)."
 
 bench: deps release
 	$(HEARTH) bench $(BENCH_ARGS)

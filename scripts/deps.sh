@@ -45,6 +45,14 @@ else
   say "rustup target add wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
+# The Rust Book HTML (rust-docs) is the real document set `make run` reads and the retrieval
+# benchmarks use; a minimal rustup profile leaves it out.
+if [ -d "$(rustc --print sysroot)/share/doc/rust/html/book" ]; then
+  say "rust-docs present"
+else
+  say "rustup component add rust-docs"
+  rustup component add rust-docs
+fi
 
 # The CLI must match the crate exactly (its schema version is checked at bindgen time).
 wb_version=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
