@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::cite::{self, Citation};
-use crate::generator::{run, Generator, Message};
+use crate::generator::{run, Generator, Message, Prompt};
 use crate::pack::pack_ask;
 use crate::prompt::{ASK_SYSTEM, NOTHING_RELEVANT};
 use crate::retrieve::{Retrieve, Retrieved};
@@ -44,6 +44,35 @@ pub struct Answer {
     pub truncated_source: bool,
     /// Prompt length in the generator's tokens (0 when the model was not asked).
     pub prompt_tokens: usize,
+    /// The answer cited nothing by itself, so the model was asked which source supports it
+    /// (see [`ask_for_citation`]) and its choice was appended as ` [n]`.
+    pub cited_on_request: bool,
+}
+
+/// Tokens the model may write after `Source: [` (a number and the bracket).
+const CITE_TOKENS: usize = 4;
+
+/// Small models often answer from the sources without writing `[n]`. Then the model itself is
+/// asked which source its answer came from: the same prompt and answer, continued with
+/// `Source: [`, and the number it writes (if it names a source that was given) is the citation.
+/// The model chooses; nothing is attributed for it.
+async fn ask_for_citation<G: Generator>(
+    gen: &mut G,
+    prompt: &Prompt,
+    answer: &str,
+    sources: usize,
+) -> Result<Option<usize>> {
+    let text = format!("{}{}\n\nSource: [", prompt.text, answer.trim_end());
+    if gen.count_tokens(&text) + CITE_TOKENS > gen.context_len() {
+        return Ok(None);
+    }
+    let out = gen.generate(&text, CITE_TOKENS, &mut |_| true).await?;
+    let digits: String = out
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Ok(digits.parse().ok().filter(|n| (1..=sources).contains(n)))
 }
 
 /// Answers `question` from what `retriever` finds. Pieces of the answer stream to `on_piece`
@@ -91,6 +120,7 @@ pub(crate) async fn answer<G: Generator>(
             stopped: false,
             truncated_source: false,
             prompt_tokens: 0,
+            cited_on_request: false,
         });
     }
     let packed = pack_ask(
@@ -101,8 +131,19 @@ pub(crate) async fn answer<G: Generator>(
         &relevant,
         opts.answer_tokens,
     )?;
-    let out = run(gen, &packed.prompt, opts.answer_tokens, on_piece).await?;
-    let cited = cite::resolve(&out.text, &packed.sources);
+    let mut out = run(gen, &packed.prompt, opts.answer_tokens, on_piece).await?;
+    let mut cited = cite::resolve(&out.text, &packed.sources);
+    let mut cited_on_request = false;
+    if cited.citations.is_empty() && !out.stopped && !out.text.trim().is_empty() {
+        let n = packed.sources.len();
+        if let Some(k) = ask_for_citation(gen, &packed.prompt, &out.text, n).await? {
+            let mark = format!(" [{k}]");
+            on_piece(&mark);
+            out.text = format!("{}{mark}", out.text.trim_end());
+            cited = cite::resolve(&out.text, &packed.sources);
+            cited_on_request = true;
+        }
+    }
     Ok(Answer {
         text: out.text,
         citations: cited.citations,
@@ -113,5 +154,6 @@ pub(crate) async fn answer<G: Generator>(
         stopped: out.stopped,
         truncated_source: packed.truncated,
         prompt_tokens: out.prompt_tokens,
+        cited_on_request,
     })
 }

@@ -231,3 +231,41 @@ fn an_empty_question_is_refused() {
         Err(AssistantError::InvalidInput(_))
     ));
 }
+
+/// An answer without `[n]` makes the assistant ask the model which source it came from; the
+/// model's number (if it names a given source) becomes the citation, a bad one none.
+#[test]
+fn an_uncited_answer_gets_the_source_the_model_names() {
+    let (index, e) = library(&[]);
+    let r = Retriever::new(&index, &e);
+    let q = "What do sea otters eat?";
+    for (reply, want) in [("2] because", Some(2)), ("99]", None), ("none", None)] {
+        let mut gen = FakeGen::new(100_000, move |prompt: &str| {
+            if prompt.ends_with("Source: [") {
+                reply.to_string()
+            } else {
+                "Sea otters eat sea urchins.".to_string()
+            }
+        });
+        let a = go(&mut gen, &r, q).unwrap();
+        assert_eq!(gen.calls.len(), 2, "answer, then the citation question");
+        let follow = &gen.calls[1].0;
+        assert!(
+            follow.starts_with(&gen.calls[0].0) && follow.contains("Sea otters eat sea urchins.")
+        );
+        assert_eq!(a.cited_on_request, want.is_some(), "{reply:?}");
+        assert_eq!(
+            a.citations.iter().map(|c| c.n).collect::<Vec<_>>(),
+            want.into_iter().collect::<Vec<_>>()
+        );
+        if let Some(n) = want {
+            assert!(a.text.ends_with(&format!(" [{n}]")), "{}", a.text);
+            assert!(a.sources.len() >= n);
+        }
+    }
+    // A cited answer is not asked again.
+    let mut gen = FakeGen::new(100_000, cites("urchins"));
+    let a = go(&mut gen, &r, q).unwrap();
+    assert_eq!(gen.calls.len(), 1);
+    assert!(!a.cited_on_request && !a.citations.is_empty());
+}
