@@ -8,6 +8,7 @@
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
 mod engine;
+mod library;
 
 use std::cell::RefCell;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 pub use engine::{Engine, EngineCore, GenerateRequest, GenerateResult, ModelInfo};
+pub use library::{ChunkInput, DocInput, DocListing, Library, LibraryCore, UpsertReport};
 
 /// Runs when the module is instantiated: route Rust panics to `console.error`.
 #[wasm_bindgen(start)]
