@@ -49,13 +49,11 @@ pub struct Answer {
     pub cited_on_request: bool,
 }
 
-/// Tokens the model may write after `Source: [` (a number and the bracket).
-const CITE_TOKENS: usize = 4;
-
 /// Small models often answer from the sources without writing `[n]`. Then the model itself is
 /// asked which source its answer came from: the same prompt and answer, continued with
-/// `Source: [`, and the number it writes (if it names a source that was given) is the citation.
-/// The model chooses; nothing is attributed for it.
+/// `Source: [`, and the source number it ranks highest next (a constrained choice among the
+/// numbers given, at most 9 so that each is one token) becomes the citation, marked as asked for
+/// ([`Answer::cited_on_request`]). The model chooses; the assistant attributes nothing itself.
 async fn ask_for_citation<G: Generator>(
     gen: &mut G,
     prompt: &Prompt,
@@ -63,16 +61,13 @@ async fn ask_for_citation<G: Generator>(
     sources: usize,
 ) -> Result<Option<usize>> {
     let text = format!("{}{}\n\nSource: [", prompt.text, answer.trim_end());
-    if gen.count_tokens(&text) + CITE_TOKENS > gen.context_len() {
+    let numbers: Vec<String> = (1..=sources.min(9)).map(|n| n.to_string()).collect();
+    if numbers.is_empty() || gen.count_tokens(&text) >= gen.context_len() {
         return Ok(None);
     }
-    let out = gen.generate(&text, CITE_TOKENS, &mut |_| true).await?;
-    let digits: String = out
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    Ok(digits.parse().ok().filter(|n| (1..=sources).contains(n)))
+    let options: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let i = gen.choose(&text, &options).await?;
+    Ok((i < options.len()).then_some(i + 1))
 }
 
 /// Answers `question` from what `retriever` finds. Pieces of the answer stream to `on_piece`

@@ -59,6 +59,10 @@ pub trait Generator {
         max_tokens: usize,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String>;
+    /// The index of the option the model finds most likely to come right after `prompt`,
+    /// comparing the options' first tokens (a constrained choice, e.g. of a source number).
+    /// `options` is non-empty; the assistant guarantees `count_tokens(prompt) < context_len()`.
+    async fn choose(&mut self, prompt: &str, options: &[&str]) -> Result<usize>;
 }
 
 /// A prompt rendered and measured.

@@ -219,6 +219,8 @@ struct AskJson<'a> {
     answer: &'a str,
     citations: Vec<CitationJson<'a>>,
     retrieved: Vec<HitJson<'a>>,
+    /// The answer cited nothing itself; the model was then asked which source it used.
+    cited_on_request: bool,
 }
 
 impl<'a> AskJson<'a> {
@@ -231,6 +233,7 @@ impl<'a> AskJson<'a> {
                 .iter()
                 .filter_map(|r| hit_json(index, &r.hit))
                 .collect(),
+            cited_on_request: a.cited_on_request,
         }
     }
 }

@@ -37,12 +37,18 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
+    /// Greedy decoding with a mild repetition penalty over the last 64 tokens: small models
+    /// (SmolLM2-135M) otherwise fall into loops in long answers and summaries.
     pub fn new(model: Llama, tokenizer: Tokenizer, template: ChatTemplate) -> Self {
         Self {
             model,
             tokenizer,
             template,
-            sampling: SamplingParams::greedy(),
+            sampling: SamplingParams {
+                repetition_penalty: 1.15,
+                penalty_last_n: 64,
+                ..SamplingParams::greedy()
+            },
         }
     }
 }
@@ -122,5 +128,25 @@ impl Generator for ChatModel {
             on_piece(&rest);
         }
         Ok(text)
+    }
+
+    async fn choose(&mut self, prompt: &str, options: &[&str]) -> hearth_assistant::Result<usize> {
+        let ids = self.tokenizer.encode(prompt, false).map_err(gen_err)?;
+        self.model.reset();
+        self.model.prefill(&ids).await.map_err(gen_err)?;
+        let logits = self.model.last_logits().await.map_err(gen_err)?;
+        let mut best = (0, f32::NEG_INFINITY);
+        for (i, option) in options.iter().enumerate() {
+            let first = self.tokenizer.encode(option, false).map_err(gen_err)?;
+            let score = first
+                .first()
+                .and_then(|&t| logits.get(t as usize))
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY);
+            if score > best.1 {
+                best = (i, score);
+            }
+        }
+        Ok(best.0)
     }
 }

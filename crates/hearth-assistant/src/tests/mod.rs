@@ -127,6 +127,20 @@ impl Generator for FakeGen {
         s.push_str("<|assistant|>\n");
         Ok(s)
     }
+    /// The option the scripted reply starts with (the first option when none does).
+    async fn choose(&mut self, prompt: &str, options: &[&str]) -> Result<usize> {
+        if words(prompt) >= self.context_len || options.is_empty() {
+            return Err(AssistantError::Generator(
+                "choose: no room or no options".into(),
+            ));
+        }
+        self.calls.push((prompt.to_string(), 0));
+        let reply = (self.respond)(prompt);
+        Ok(options
+            .iter()
+            .position(|o| reply.trim_start().starts_with(o))
+            .unwrap_or(0))
+    }
     async fn generate(
         &mut self,
         prompt: &str,
