@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Args;
@@ -117,6 +118,20 @@ fn chat_model(gpu: &hearth_gpu::Gpu, m: &ModelArgs) -> Result<ChatModel, CliErro
     ))
 }
 
+/// Set by Ctrl-C: the answer being generated stops (the assistant's `on_piece` returns false).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// First Ctrl-C: stop the current answer; a second one before the next answer starts: quit.
+fn stop_on_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!();
+            std::process::exit(130);
+        }
+        eprintln!("\n(stopping — press Ctrl-C again to quit)");
+    });
+}
+
 /// Streams pieces to stdout (unless `quiet`) and records the time to the first one.
 struct Stream {
     quiet: bool,
@@ -127,6 +142,7 @@ struct Stream {
 
 impl Stream {
     fn new(quiet: bool) -> Self {
+        STOP.store(false, Ordering::SeqCst);
         Self {
             quiet,
             start: Instant::now(),
@@ -135,6 +151,9 @@ impl Stream {
         }
     }
     fn piece(&mut self, p: &str) -> bool {
+        if STOP.load(Ordering::SeqCst) {
+            return false;
+        }
         self.first.get_or_insert(self.start.elapsed().as_secs_f64());
         self.pieces += 1;
         if !self.quiet {
@@ -182,6 +201,7 @@ fn print_sources(out: &mut impl Write, citations: &[Citation]) -> Result<(), Cli
 }
 
 pub fn ask_cmd(args: &AskArgs) -> Result<(), CliError> {
+    stop_on_ctrl_c();
     let index = knowledge::existing_index(&args.index)?;
     let gpu = model::gpu()?;
     let encoder = knowledge::load_encoder_on(&gpu, args.models.encoder.as_deref())?;
@@ -239,6 +259,7 @@ impl<'a> AskJson<'a> {
 }
 
 pub fn summarize_cmd(args: &SummarizeArgs) -> Result<(), CliError> {
+    stop_on_ctrl_c();
     let path = &args.file;
     let bytes = std::fs::read(path).map_err(|source| CliError::Io {
         path: path.display().to_string(),
@@ -254,6 +275,9 @@ pub fn summarize_cmd(args: &SummarizeArgs) -> Result<(), CliError> {
     };
     let mut stream = Stream::new(args.json);
     let mut on_step = |s: Step| {
+        if STOP.load(Ordering::SeqCst) {
+            return false;
+        }
         match s {
             Step::Map { group, of } => eprintln!("summarizing part {group} of {of} …"),
             Step::Reduce { round, group, of } => {
@@ -293,6 +317,7 @@ pub fn summarize_cmd(args: &SummarizeArgs) -> Result<(), CliError> {
 }
 
 pub fn chat_cmd(args: &ChatArgs) -> Result<(), CliError> {
+    stop_on_ctrl_c();
     let index = knowledge::existing_index(&args.index)?;
     let gpu = model::gpu()?;
     let encoder = knowledge::load_encoder_on(&gpu, args.models.encoder.as_deref())?;
@@ -305,7 +330,7 @@ pub fn chat_cmd(args: &ChatArgs) -> Result<(), CliError> {
     let mut chat = Chat::new(ChatOptions::default());
     eprintln!(
         "chatting over {} documents ({} chunks). /sources lists the last answer's sources, /clear \
-         forgets the conversation, /quit ends.",
+         forgets the conversation, /quit ends; Ctrl-C stops an answer.",
         index.documents().count(),
         index.chunk_count()
     );

@@ -161,3 +161,82 @@ fn summarize_prints_a_summary_with_section_citations() {
     let out = hearth(&["summarize", "/nonexistent/file.md"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `hearth chat`: a question, `/sources`, `/clear` and `/quit` from stdin; the answer streams
+/// and `/sources` lists what it cited.
+#[test]
+fn chat_answers_lists_sources_and_quits() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let (index, docs) = corpus("chat");
+    let (i, d) = (index.to_str().unwrap(), docs.to_str().unwrap());
+    assert!(hearth(&["ingest", "--index", i, d]).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["chat", "--index", i, "--context", "768", "-k", "2"])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What do sea otters eat?\n/sources\n/clear\n/quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("conversation cleared"), "{stderr}");
+    // /sources printed the cited chunk of the otters document.
+    assert!(
+        stdout.contains("[1]") && stdout.contains("otters.md"),
+        "{stdout}"
+    );
+}
+
+/// The Llama-3.2 path: a Hugging Face directory in Llama-3's format (tiny random weights, so the
+/// words mean nothing) answers through the same assistant, prompted in the Llama-3 chat format.
+#[test]
+fn a_llama3_hugging_face_model_answers_in_its_own_chat_format() {
+    let (index, docs) = corpus("llama3");
+    let (i, d) = (index.to_str().unwrap(), docs.to_str().unwrap());
+    assert!(hearth(&["ingest", "--index", i, d]).status.success());
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tiny/tiny-llama3-hf"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args([
+            "ask",
+            "--index",
+            i,
+            "--model",
+            model,
+            "--json",
+            "--context",
+            "1024",
+        ])
+        .args(["-k", "2", "--max-tokens", "8", "What do sea otters eat?"])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .env("HEARTH_DEBUG_PROMPT", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("<|start_header_id|>system<|end_header_id|>"),
+        "{stderr}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(
+        v["retrieved"].as_array().is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
+    assert!(v["citations"].as_array().is_some(), "{v}");
+}
