@@ -200,13 +200,36 @@ fn print_sources(out: &mut impl Write, citations: &[Citation]) -> Result<(), Cli
     Ok(())
 }
 
+/// What `ask` and `chat` work with: the index, the encoder that searches it and the chat model,
+/// the two models on one GPU.
+struct Session {
+    index: KnowledgeIndex,
+    encoder: knowledge::Encoder,
+    gen: ChatModel,
+}
+
+impl Session {
+    fn open(dir: &std::path::Path, models: &ModelArgs) -> Result<Self, CliError> {
+        stop_on_ctrl_c();
+        let index = knowledge::existing_index(dir)?;
+        let gpu = model::gpu()?;
+        let encoder = knowledge::load_encoder_on(&gpu, models.encoder.as_deref())?;
+        knowledge::check_dim(&index, dir, &encoder)?;
+        let gen = chat_model(&gpu, models)?;
+        Ok(Self {
+            index,
+            encoder,
+            gen,
+        })
+    }
+}
+
 pub fn ask_cmd(args: &AskArgs) -> Result<(), CliError> {
-    stop_on_ctrl_c();
-    let index = knowledge::existing_index(&args.index)?;
-    let gpu = model::gpu()?;
-    let encoder = knowledge::load_encoder_on(&gpu, args.models.encoder.as_deref())?;
-    knowledge::check_dim(&index, &args.index, &encoder)?;
-    let mut gen = chat_model(&gpu, &args.models)?;
+    let Session {
+        index,
+        encoder,
+        mut gen,
+    } = Session::open(&args.index, &args.models)?;
     let retriever = Retriever::new(&index, &encoder).with_params(RetrievalParams {
         k: args.k,
         mode: args.mode.into(),
@@ -317,12 +340,11 @@ pub fn summarize_cmd(args: &SummarizeArgs) -> Result<(), CliError> {
 }
 
 pub fn chat_cmd(args: &ChatArgs) -> Result<(), CliError> {
-    stop_on_ctrl_c();
-    let index = knowledge::existing_index(&args.index)?;
-    let gpu = model::gpu()?;
-    let encoder = knowledge::load_encoder_on(&gpu, args.models.encoder.as_deref())?;
-    knowledge::check_dim(&index, &args.index, &encoder)?;
-    let mut gen = chat_model(&gpu, &args.models)?;
+    let Session {
+        index,
+        encoder,
+        mut gen,
+    } = Session::open(&args.index, &args.models)?;
     let retriever = Retriever::new(&index, &encoder).with_params(RetrievalParams {
         k: args.k,
         ..RetrievalParams::default()

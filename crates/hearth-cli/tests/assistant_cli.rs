@@ -8,27 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run hearth")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = hearth(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "hearth {args:?} failed: {err}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one JSON line from {args:?}: {stdout}");
-    serde_json::from_str(lines[0]).unwrap()
-}
+mod common;
+use common::{hearth, json};
 
 fn corpus(name: &str) -> (PathBuf, PathBuf) {
     let root = std::env::temp_dir().join(format!(

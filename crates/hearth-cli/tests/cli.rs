@@ -4,35 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
+
+mod common;
+use common::{hearth, json};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(rel)
-}
-
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run hearth")
-}
-
-/// Runs `args`, requires success, and parses stdout as exactly one JSON object.
-fn json(args: &[&str]) -> Value {
-    let out = hearth(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "hearth {args:?} failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}): {:?}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 fn ids(v: &Value) -> Vec<u64> {

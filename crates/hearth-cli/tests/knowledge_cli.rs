@@ -12,17 +12,8 @@ use std::process::{Command, Output};
 use hearth_knowledge::{DocId, DocKind, IndexParams, KnowledgeIndex, NewChunk, NewDocument};
 use serde_json::Value;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run hearth")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{hearth, stderr};
 
 /// Every stdout line as JSON.
 fn lines(out: &Output) -> Vec<Value> {

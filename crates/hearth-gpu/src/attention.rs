@@ -369,37 +369,49 @@ pub fn attention_packed_ref(
 ) -> Vec<f32> {
     let row = (n_heads + 2 * n_kv_heads) * head_dim;
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (head_dim as f64).sqrt();
     let mut out = vec![0f32; ranges.len() * n_heads * head_dim];
     for (m, &(s, e)) in ranges.iter().enumerate() {
         for h in 0..n_heads {
             let q = &qkv[m * row + h * head_dim..][..head_dim];
             let k_at = |j: usize| j * row + (n_heads + h / group) * head_dim;
-            let v_at = |j: usize| k_at(j) + n_kv_heads * head_dim;
-            let scores: Vec<f64> = (s..e)
-                .map(|j| {
-                    let kj = &qkv[k_at(j)..][..head_dim];
-                    q.iter()
-                        .zip(kj)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                        * scale
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-            let total: f64 = w.iter().sum();
-            for d in 0..head_dim {
-                let a: f64 = w
-                    .iter()
-                    .zip(s..e)
-                    .map(|(wj, j)| wj * qkv[v_at(j) + d] as f64)
-                    .sum();
-                out[(m * n_heads + h) * head_dim + d] = (a / total) as f32;
-            }
+            let keys = (s..e).map(|j| &qkv[k_at(j)..][..head_dim]);
+            let values = (s..e).map(|j| &qkv[k_at(j) + n_kv_heads * head_dim..][..head_dim]);
+            let o = (m * n_heads + h) * head_dim;
+            attend_ref(q, keys, values, &mut out[o..o + head_dim]);
         }
     }
     out
+}
+
+/// `softmax(q · Kᵀ / sqrt(hd)) · V` in f64 over `keys` / `values` (one head vector each, in the
+/// same order): the core of both CPU references.
+fn attend_ref<'a>(
+    q: &[f32],
+    keys: impl Iterator<Item = &'a [f32]>,
+    values: impl Iterator<Item = &'a [f32]>,
+    out: &mut [f32],
+) {
+    let scale = 1.0 / (q.len() as f64).sqrt();
+    let dot = |k: &[f32]| {
+        q.iter()
+            .zip(k)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum::<f64>()
+            * scale
+    };
+    let scores: Vec<f64> = keys.map(dot).collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let mut acc = vec![0f64; out.len()];
+    for (wp, v) in w.iter().zip(values) {
+        for (a, &x) in acc.iter_mut().zip(v) {
+            *a += wp * x as f64;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = (a / total) as f32;
+    }
 }
 
 /// CPU reference of [`attention`]: plain loops in f64. `qkv`: `[m_rows, (n_heads + 2·n_kv_heads)·
@@ -418,33 +430,15 @@ pub fn attention_ref(
 ) -> Vec<f32> {
     let row = (n_heads + 2 * n_kv_heads) * head_dim;
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (head_dim as f64).sqrt();
     let mut out = vec![0f32; m_rows * n_heads * head_dim];
     for m in 0..m_rows {
         for h in 0..n_heads {
             let q = &qkv[m * row + h * head_dim..][..head_dim];
             let kv_at = |p: usize| (p * n_kv_heads + h / group) * head_dim;
-            let scores: Vec<f64> = (0..=pos + m)
-                .map(|p| {
-                    let kp = &k[kv_at(p)..][..head_dim];
-                    q.iter()
-                        .zip(kp)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                        * scale
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let total: f64 = w.iter().sum();
-            for d in 0..head_dim {
-                let a: f64 = w
-                    .iter()
-                    .enumerate()
-                    .map(|(p, wp)| wp * v[kv_at(p) + d] as f64)
-                    .sum();
-                out[(m * n_heads + h) * head_dim + d] = (a / total) as f32;
-            }
+            let keys = (0..=pos + m).map(|p| &k[kv_at(p)..][..head_dim]);
+            let values = (0..=pos + m).map(|p| &v[kv_at(p)..][..head_dim]);
+            let o = (m * n_heads + h) * head_dim;
+            attend_ref(q, keys, values, &mut out[o..o + head_dim]);
         }
     }
     out

@@ -2,12 +2,12 @@
 //! browser: the sentence encoder is an [`Embedder`], a Llama-family model with its tokenizer and
 //! chat template is a [`Generator`].
 
-use hearth_assistant::{AssistantError, Generator, Message as AMessage, Role as ARole};
+use hearth_assistant::{AssistantError, Generator};
 use hearth_gpu::sample::SamplingParams;
 use hearth_knowledge::{Embedder, KnowledgeError};
 
 use crate::bert::SentenceEncoder;
-use crate::chat::{ChatTemplate, Message, Role};
+use crate::chat::{ChatTemplate, Message};
 use crate::llama::{GenerateOptions, Llama};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -69,19 +69,8 @@ impl Generator for ChatModel {
             .map_or(usize::MAX, |ids| ids.len())
     }
 
-    fn render(&self, messages: &[AMessage]) -> hearth_assistant::Result<String> {
-        let messages: Vec<Message> = messages
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    ARole::System => Role::System,
-                    ARole::User => Role::User,
-                    ARole::Assistant => Role::Assistant,
-                };
-                Message::new(role, m.content.clone())
-            })
-            .collect();
-        self.template.render(&messages, true).map_err(gen_err)
+    fn render(&self, messages: &[Message]) -> hearth_assistant::Result<String> {
+        self.template.render(messages, true).map_err(gen_err)
     }
 
     async fn generate(

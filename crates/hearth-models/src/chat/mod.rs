@@ -9,7 +9,6 @@
 mod tests;
 
 use minijinja::{Environment, ErrorKind};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::gguf::{MetaArray, MetaValue};
@@ -23,37 +22,8 @@ fn err(msg: impl Into<String>) -> ModelError {
     ModelError::Template(msg.into())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
-}
-
-impl Message {
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-        }
-    }
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new(Role::System, content)
-    }
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new(Role::User, content)
-    }
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new(Role::Assistant, content)
-    }
-}
+/// Messages are the assistant's own type (one definition for every crate that chats).
+pub use hearth_assistant::{Message, Role};
 
 /// A compiled-on-demand Jinja chat template with the special-token texts it may use.
 #[derive(Clone, Debug, PartialEq)]
