@@ -43,10 +43,21 @@ pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliErr
 pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
     let path = resolve(path)?;
     let t0 = Instant::now();
-    eprintln!("loading {} …", path.display());
+    let bar = indicatif::ProgressBar::new(1).with_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("loading {}", path.display()));
+    let files = loader::load_path_with(&path, &mut |done, total| {
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
     let ModelFiles {
         weights, tokenizer, ..
-    } = loader::load_path(&path)?;
+    } = files?;
+    eprintln!("read {}", path.display());
     let tok = Tokenizer::from_files(&tokenizer)?;
     let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
     let (bos, eos) = (name(tok.bos()), name(tok.eos_ids().first().copied()));

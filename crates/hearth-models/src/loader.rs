@@ -58,6 +58,13 @@ pub fn load_pack_files(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<ModelF
 /// directory (detected by `manifest.json`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path(path: &Path) -> Result<ModelFiles> {
+    load_path_with(path, &mut |_, _| {})
+}
+
+/// [`load_path`], reporting progress as `(done, total)` in bytes read (GGUF files) or tensors
+/// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
     let io = |e| ModelError::Io {
         path: path.display().to_string(),
         source: e,
@@ -68,7 +75,7 @@ pub fn load_path(path: &Path) -> Result<ModelFiles> {
             return load_pack_files(&|name| read_file(&path.join(name)));
         }
         if path.join("config.json").is_file() {
-            return crate::safetensors::load_hf_dir(path);
+            return crate::safetensors::load_hf_dir_with(path, progress);
         }
         return Err(ModelError::Unsupported(format!(
             "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
@@ -76,7 +83,7 @@ pub fn load_path(path: &Path) -> Result<ModelFiles> {
             crate::pack::MANIFEST
         )));
     }
-    let bytes = read_file(path)?;
+    let bytes = read_file_with(path, progress)?;
     if !Gguf::sniff(&bytes) {
         return Err(ModelError::Unsupported(format!(
             "{}: not a GGUF file, Hugging Face directory or Hearth pack",
@@ -84,6 +91,29 @@ pub fn load_path(path: &Path) -> Result<ModelFiles> {
         )));
     }
     load_gguf_bytes(&bytes)
+}
+
+/// A whole file, read in 8 MiB pieces with progress in bytes.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_file_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |e| ModelError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let total = f.metadata().map_err(io)?.len();
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        progress(out.len() as u64, total);
+    }
+    Ok(out)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -174,7 +174,7 @@ pub(crate) fn is_plain_file_name(name: &str) -> bool {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::load_hf_dir;
+pub use dir::{load_hf_dir, load_hf_dir_with};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod dir {
@@ -390,6 +390,11 @@ mod dir {
 
     /// Loads a Hugging Face Llama directory (weights quantised to Q4; tokenizer files as bytes).
     pub fn load_hf_dir(dir: &Path) -> Result<ModelFiles> {
+        load_hf_dir_with(dir, &mut |_, _| {})
+    }
+
+    /// [`load_hf_dir`], reporting `(tensors done, total)` as each is read and quantised.
+    pub fn load_hf_dir_with(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
         let config = parse_hf_config(&read_file(&dir.join(super::CONFIG))?)?;
         let tokenizer_json = match read_file(&dir.join("tokenizer.json")) {
             Ok(b) => b,
@@ -401,7 +406,11 @@ mod dir {
         };
         let mut ck = Checkpoint::open(dir)?;
         let (v, d) = (config.vocab_size, config.hidden_size);
+        // Embedding, 9 tensors per layer, final norm (and an untied head).
+        let total =
+            2 + 9 * config.num_hidden_layers as u64 + u64::from(!config.tie_word_embeddings);
         let embed = ck.matrix("model.embed_tokens.weight", [v, d])?;
+        progress(1, total);
         let shapes = layer_matrix_shapes(&config);
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -421,6 +430,7 @@ mod dir {
                 w_up,
                 w_down,
             });
+            progress(1 + 9 * (i as u64 + 1), total);
         }
         let norm = ck.vector("model.norm.weight", d)?;
         // Tied checkpoints sometimes still store `lm_head.weight` (a copy): it is ignored.
@@ -428,6 +438,7 @@ mod dir {
             true => None,
             false => Some(ck.matrix("lm_head.weight", [v, d])?),
         };
+        progress(total, total);
         let weights = LlamaWeights {
             config,
             embed,
