@@ -34,6 +34,10 @@ pub struct ChatModel {
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     pub sampling: SamplingParams,
+    /// The token ids whose keys and values the model's cache holds, in order.
+    cached: Vec<u32>,
+    /// Prompt tokens the last call took from the cache instead of prefilling them.
+    reused: usize,
 }
 
 impl ChatModel {
@@ -49,7 +53,32 @@ impl ChatModel {
                 penalty_last_n: 64,
                 ..SamplingParams::greedy()
             },
+            cached: Vec::new(),
+            reused: 0,
         }
+    }
+
+    /// Prompt tokens the last `generate` / `choose` found already in the cache.
+    pub fn reused_tokens(&self) -> usize {
+        self.reused
+    }
+
+    /// How much of `ids` the cache already holds: the longest common prefix with what was fed
+    /// last, less one token so that at least one is fed (and the next one sampled). Prompts that
+    /// repeat an earlier one — the citation question after its answer, chat turns and summary
+    /// steps sharing their instructions — then prefill only what is new.
+    fn reuse(&mut self, ids: &[u32]) -> usize {
+        let common = self
+            .cached
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let keep = common.min(ids.len().saturating_sub(1));
+        self.model.truncate(keep);
+        self.cached.truncate(keep);
+        self.reused = keep;
+        keep
     }
 }
 
@@ -89,14 +118,15 @@ impl Generator for ChatModel {
             sampling: self.sampling,
             stop_ids: self.template.stop_ids(&self.tokenizer),
         };
-        // Every prompt is complete (system, history, sources): start from an empty context.
-        self.model.reset();
+        // Every prompt is complete (system, history, sources); only its new part is prefilled.
+        let keep = self.reuse(&ids);
         let mut stream = StreamDecoder::new();
         let mut text = String::new();
         let tokenizer = &self.tokenizer;
         let mut failed = None;
-        self.model
-            .generate(&ids, &opts, |id| match stream.step(tokenizer, id) {
+        let generation = self
+            .model
+            .generate(&ids[keep..], &opts, |id| match stream.step(tokenizer, id) {
                 Ok(Some(piece)) => {
                     text.push_str(&piece);
                     on_piece(&piece)
@@ -107,8 +137,14 @@ impl Generator for ChatModel {
                     false
                 }
             })
-            .await
-            .map_err(gen_err)?;
+            .await;
+        // The cache now holds the prompt and the generated tokens that were fed back.
+        self.cached = ids;
+        if let Ok(g) = &generation {
+            self.cached.extend(&g.tokens);
+        }
+        self.cached.truncate(self.model.position());
+        generation.map_err(gen_err)?;
         if let Some(e) = failed {
             return Err(gen_err(e));
         }
@@ -121,8 +157,11 @@ impl Generator for ChatModel {
 
     async fn choose(&mut self, prompt: &str, options: &[&str]) -> hearth_assistant::Result<usize> {
         let ids = self.tokenizer.encode(prompt, false).map_err(gen_err)?;
-        self.model.reset();
-        self.model.prefill(&ids).await.map_err(gen_err)?;
+        let keep = self.reuse(&ids);
+        let fed = self.model.prefill(&ids[keep..]).await;
+        self.cached = ids;
+        self.cached.truncate(self.model.position());
+        fed.map_err(gen_err)?;
         let logits = self.model.last_logits().await.map_err(gen_err)?;
         let mut best = (0, f32::NEG_INFINITY);
         for (i, option) in options.iter().enumerate() {

@@ -220,8 +220,15 @@ impl Llama {
     }
     /// Forgets the conversation (the KV cache is overwritten from position 0).
     pub fn reset(&mut self) {
-        self.pos = 0;
-        self.copied = None;
+        self.truncate(0);
+    }
+    /// Keeps only the first `n` tokens of the context (no-op when it holds fewer): the next
+    /// prefill continues after them, reusing their cached keys and values.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.pos {
+            self.pos = n;
+            self.copied = None;
+        }
     }
     /// GPU memory held by the weights.
     pub fn weight_bytes(&self) -> u64 {
