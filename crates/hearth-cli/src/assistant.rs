@@ -224,17 +224,27 @@ impl Session {
     }
 }
 
+/// Hybrid (or `mode`) retrieval of `k` chunks from the session's index.
+fn retriever<'a>(
+    index: &'a KnowledgeIndex,
+    encoder: &'a knowledge::Encoder,
+    k: usize,
+    mode: hearth_knowledge::Mode,
+) -> Retriever<'a, knowledge::Encoder> {
+    Retriever::new(index, encoder).with_params(RetrievalParams {
+        k,
+        mode,
+        ..RetrievalParams::default()
+    })
+}
+
 pub fn ask_cmd(args: &AskArgs) -> Result<(), CliError> {
     let Session {
         index,
         encoder,
         mut gen,
     } = Session::open(&args.index, &args.models)?;
-    let retriever = Retriever::new(&index, &encoder).with_params(RetrievalParams {
-        k: args.k,
-        mode: args.mode.into(),
-        ..RetrievalParams::default()
-    });
+    let retriever = retriever(&index, &encoder, args.k, args.mode.into());
     let question = args.question.join(" ");
     let opts = AskOptions {
         answer_tokens: args.max_tokens,
@@ -345,10 +355,7 @@ pub fn chat_cmd(args: &ChatArgs) -> Result<(), CliError> {
         encoder,
         mut gen,
     } = Session::open(&args.index, &args.models)?;
-    let retriever = Retriever::new(&index, &encoder).with_params(RetrievalParams {
-        k: args.k,
-        ..RetrievalParams::default()
-    });
+    let retriever = retriever(&index, &encoder, args.k, hearth_knowledge::Mode::Hybrid);
     let mut chat = Chat::new(ChatOptions::default());
     eprintln!(
         "chatting over {} documents ({} chunks). /sources lists the last answer's sources, /clear \

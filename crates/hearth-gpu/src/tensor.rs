@@ -172,16 +172,21 @@ pub async fn read_buffer(
     offset: u64,
     size: u64,
 ) -> Result<Vec<u8>> {
-    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    let staging = staging(gpu, "readback", size);
     let mut enc = gpu.device().create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
     gpu.queue().submit([enc.finish()]);
     map_read(gpu, &staging, size).await
+}
+
+/// A host-readable buffer of `size` bytes to copy GPU results into (then [`map_read`] it).
+pub fn staging(gpu: &Gpu, label: &str, size: u64) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 /// Maps `staging` (a MAP_READ buffer whose copy was already submitted) and returns its first `size` bytes.

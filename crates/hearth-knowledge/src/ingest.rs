@@ -269,21 +269,7 @@ mod tests {
         }
 
         fn vector(&self, text: &str) -> Vec<f32> {
-            let mut v = vec![0.0f32; self.dim];
-            v[0] = 1e-3; // never the zero vector
-            for word in text
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-            {
-                // FNV-1a
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for b in word.to_lowercase().bytes() {
-                    h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-                }
-                v[(h % self.dim as u64) as usize] += 1.0;
-            }
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.iter().map(|x| x / n).collect()
+            crate::testing::bag_of_words(text, self.dim)
         }
     }
 

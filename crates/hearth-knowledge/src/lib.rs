@@ -8,6 +8,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod store;
+pub mod testing;
 
 pub use chunk::{chunk_document, ApproxTokenCounter, Chunk, ChunkOptions, TokenCounter};
 pub use documents::{

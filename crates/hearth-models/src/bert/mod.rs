@@ -358,12 +358,7 @@ impl SentenceEncoder {
         let p = self.record(s, batch).await?;
         let (gpu, b) = (&self.gpu, batch.len());
         let size = (b * self.dim() * 4) as u64;
-        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("bert.embeddings"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = tensor::staging(gpu, "bert.embeddings", size);
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         p.encode(&mut enc);
         enc.copy_buffer_to_buffer(s.out.buffer(), 0, &staging, 0, size);

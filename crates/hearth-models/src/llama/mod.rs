@@ -173,12 +173,7 @@ impl Llama {
             c.head_dim,
             max_context,
         )?;
-        let readback = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("token readback"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let readback = hearth_gpu::tensor::staging(gpu, "token readback", 4);
         let model = Self {
             gpu: gpu.clone(),
             embed,
