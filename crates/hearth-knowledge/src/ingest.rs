@@ -9,10 +9,8 @@
 //! (`&mut index`). `commit` re-checks the plan, so an index that changed in between stays
 //! consistent. A document that fails at any step leaves the index exactly as it was.
 
-use sha2::{Digest, Sha256};
-
 use crate::chunk::{chunk_document, Chunk, ChunkOptions};
-use crate::documents::{extract_with, DocId, Limits, SourceHint};
+use crate::documents::{extract_hashed, DocId, Limits, SourceHint};
 use crate::embed::{Embedder, EmbedderTokens};
 use crate::index::{IngestPlan, KnowledgeIndex, NewDocument, Upsert};
 use crate::{KnowledgeError, Result};
@@ -106,10 +104,7 @@ pub enum Prepared {
     Pending(Pending),
 }
 
-/// Hex SHA-256 of source bytes: what [`crate::Document::content_hash`] and the index hold.
-pub fn content_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::documents::content_hash;
 
 /// Chunk options fitted to `embedder`'s input size.
 pub fn chunk_options_for<E: Embedder>(embedder: &E, opts: &ChunkOptions) -> ChunkOptions {
@@ -137,10 +132,11 @@ pub fn prepare<E: Embedder>(
         });
     }
     let source = hint.source.clone();
-    if let IngestPlan::Unchanged(id) = index.plan(&source, &content_hash(bytes)) {
+    let hash = content_hash(bytes);
+    if let IngestPlan::Unchanged(id) = index.plan(&source, &hash) {
         return Ok(Prepared::Unchanged(id));
     }
-    let doc = extract_with(bytes, hint, &opts.limits)?;
+    let doc = extract_hashed(bytes, hint, &opts.limits, hash)?;
     let chunk_opts = chunk_options_for(embedder, &opts.chunk);
     let chunks = chunk_document(&doc, &EmbedderTokens(embedder), &chunk_opts);
     Ok(Prepared::Pending(Pending {

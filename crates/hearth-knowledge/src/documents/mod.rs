@@ -185,6 +185,22 @@ pub fn extract(bytes: &[u8], hint: SourceHint) -> Result<Document> {
 }
 
 pub fn extract_with(bytes: &[u8], hint: SourceHint, limits: &Limits) -> Result<Document> {
+    extract_hashed(bytes, hint, limits, content_hash(bytes))
+}
+
+/// Hex SHA-256 of source bytes: [`Document::content_hash`], and what the index compares.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// [`extract_with`] for a caller that already hashed `bytes` ([`content_hash`]), so a large file
+/// is hashed once per ingest.
+pub(crate) fn extract_hashed(
+    bytes: &[u8],
+    hint: SourceHint,
+    limits: &Limits,
+    content_hash: String,
+) -> Result<Document> {
     if bytes.len() > limits.max_input_bytes {
         return Err(KnowledgeError::Limit {
             what: "input bytes",
@@ -200,7 +216,6 @@ pub fn extract_with(bytes: &[u8], hint: SourceHint, limits: &Limits) -> Result<D
         DocKind::Pdf => pdf::extract(bytes, &mut budget)?,
         DocKind::Docx => docx::extract(bytes, &mut budget)?,
     };
-    let content_hash = hex::encode(Sha256::digest(bytes));
     let id = if hint.source.is_empty() {
         DocId(content_hash[..32].to_string())
     } else {
