@@ -129,10 +129,12 @@ impl SentenceEncoder {
         // reaches the pooled output.
         counter.with_padding(None);
         counter.with_truncation(None).map_err(tok_err)?;
-        let vocab = counter.get_vocab_size(true);
-        if vocab > config.vocab_size {
+        // Every id the tokenizer can produce must index the embedding table (ids may have gaps,
+        // so the largest one counts, not how many there are).
+        let top = counter.get_vocab(true).into_values().max().unwrap_or(0) as usize;
+        if top >= config.vocab_size {
             return Err(ModelError::Config(format!(
-                "tokenizer has {vocab} tokens, the model's vocabulary {}",
+                "tokenizer ids go up to {top}, the model's vocabulary has {} rows",
                 config.vocab_size
             )));
         }
