@@ -3,8 +3,9 @@
 // bundles and copies, so it is fast and can run on its own: `node build.mjs`.
 //
 // One bundle per entry point: the service worker is an ES module (manifest `type: module`, static
-// imports only), the side panel a module script, and the content script a classic IIFE because
-// `chrome.scripting.executeScript({ files })` injects classic scripts.
+// imports only), the side panel a module script, the parse worker a module worker (each loads its
+// own instance of the engine's wasm), and the content script a classic IIFE because
+// `chrome.scripting.executeScript({ files })` injects classic scripts (Readability is bundled in).
 
 import { build } from 'esbuild';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,7 @@ const common = {
 };
 await build({
   ...common,
-  entryPoints: { background: 'src/background.ts', sidepanel: 'src/sidepanel.ts' },
+  entryPoints: { background: 'src/background.ts', sidepanel: 'src/sidepanel.ts', parser: 'src/parser.ts' },
   format: 'esm',
   outdir: dist,
   absWorkingDir: root,
@@ -71,6 +72,22 @@ if (!existsSync(smollm2)) {
 mkdirSync(join(dist, 'models', 'test'), { recursive: true });
 copyFileSync(smollm2, join(dist, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf'));
 copyFileSync(join(root, '..', 'tests', 'fixtures', 'tiny', 'tiny-llama.gguf'), join(dist, 'models', 'test', 'tiny-llama.gguf'));
+
+// The sentence encoder (MiniLM) the worker embeds with and whose tokenizer the parse worker counts
+// tokens with: copied with its relative paths into dist/models/all-minilm-l6-v2/.
+const ENCODER = 'all-minilm-l6-v2';
+const ENCODER_FILES = { required: ['config.json', 'model.safetensors', 'tokenizer.json'], optional: ['modules.json', 'sentence_bert_config.json', '1_Pooling/config.json'] };
+const encoderDir = join(modelCache, ENCODER);
+const missing = ENCODER_FILES.required.filter((f) => !existsSync(join(encoderDir, f)));
+if (missing.length > 0) {
+  console.error(`${encoderDir} lacks ${missing.join(', ')}: run \`make models\` first (or set HEARTH_MODELS).`);
+  process.exit(1);
+}
+for (const f of [...ENCODER_FILES.required, ...ENCODER_FILES.optional]) {
+  if (!existsSync(join(encoderDir, f))) continue;
+  mkdirSync(dirname(join(dist, 'models', ENCODER, f)), { recursive: true });
+  copyFileSync(join(encoderDir, f), join(dist, 'models', ENCODER, f));
+}
 /** Test-only files that stay out of the store package. */
 const TEST_ONLY = join('models', 'test');
 
@@ -146,6 +163,6 @@ function zip(srcDir, out) {
 
 zip(dist, zipPath);
 
-const sizes = files(dist).map((f) => `  ${relative(dist, f).padEnd(24)} ${(statSync(f).size / 1024).toFixed(1).padStart(8)} KiB`);
+const sizes = files(dist).map((f) => `  ${relative(dist, f).padEnd(44)} ${(statSync(f).size / 1024).toFixed(1).padStart(8)} KiB`);
 console.log(`extension/dist:\n${sizes.join('\n')}`);
 console.log(`extension/hearth-extension.zip: ${(statSync(zipPath).size / 1024).toFixed(1)} KiB`);
