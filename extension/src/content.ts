@@ -54,10 +54,41 @@ function removeHidden(live: Element, clone: Element): void {
   }
 }
 
-function normalizeText(s: string): string {
-  return s
-    .replace(/[ \t\f\v\u00a0]+/g, ' ')
-    .replace(/ *\n[\s]*/g, '\n\n')
+const BLOCKS = new Set([
+  'ADDRESS', 'ARTICLE', 'ASIDE', 'BLOCKQUOTE', 'DD', 'DETAILS', 'DIV', 'DL', 'DT', 'FIELDSET', 'FIGCAPTION', 'FIGURE',
+  'FOOTER', 'FORM', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'HEADER', 'HR', 'LI', 'MAIN', 'NAV', 'OL', 'P', 'PRE',
+  'SECTION', 'SUMMARY', 'TABLE', 'TR', 'UL',
+]);
+
+/** The text of `root` as a reader sees it: blocks separated by blank lines, source line breaks
+ *  inside a paragraph folded into spaces (`<pre>` keeps its lines). */
+function blockText(root: Node): string {
+  const out: string[] = [];
+  const walk = (n: Node, pre: boolean): void => {
+    if (n.nodeType === Node.TEXT_NODE) {
+      const data = (n as Text).data;
+      out.push(pre ? data : data.replace(/\s+/g, ' '));
+      return;
+    }
+    if (n.nodeType !== Node.ELEMENT_NODE) return;
+    const tag = (n as Element).tagName;
+    if (tag === 'SCRIPT' || tag === 'STYLE' || tag === 'NOSCRIPT' || tag === 'TEMPLATE') return;
+    if (tag === 'BR') {
+      out.push('\n');
+      return;
+    }
+    const block = BLOCKS.has(tag);
+    if (block) out.push('\n\n');
+    if (tag === 'TD' || tag === 'TH') out.push(' ');
+    for (const c of Array.from(n.childNodes)) walk(c, pre || tag === 'PRE');
+    if (block) out.push('\n\n');
+  };
+  walk(root, false);
+  return out
+    .join('')
+    .replace(/[ \t\u00a0]*\n[ \t\u00a0]*/g, '\n')
+    .replace(/[ \t\u00a0]{2,}/g, ' ')
+    .replace(/\n{3,}/g, '\n\n')
     .trim();
 }
 
@@ -79,10 +110,11 @@ function capture(): PageCapture {
   let text = '';
   let title = document.title;
   try {
-    const article = new Readability(doc, { charThreshold: 200 }).parse();
-    if (article !== null) {
-      html = article.content ?? '';
-      text = article.textContent ?? '';
+    // The serializer hands back the article element itself: its HTML for the parser, its text here.
+    const article = new Readability<Element>(doc, { charThreshold: 200, serializer: (n) => n as Element }).parse();
+    if (article?.content) {
+      html = article.content.innerHTML;
+      text = blockText(article.content);
       if (article.title) title = article.title;
     }
   } catch (e) {
@@ -96,10 +128,10 @@ function capture(): PageCapture {
       removeHidden(document.body, again.body);
       for (const e of again.body.querySelectorAll('script, style, noscript, template, iframe, object, embed')) e.remove();
       html = again.body.innerHTML;
-      text = again.body.textContent ?? '';
+      text = blockText(again.body);
     }
   }
-  const [t, textCut] = cut(normalizeText(text), MAX_CHARS);
+  const [t, textCut] = cut(text, MAX_CHARS);
   const [h, htmlCut] = cut(html, MAX_HTML_CHARS);
   return { ...base, title: title || base.url, text: t, html: h, fromSelection: false, truncated: textCut || htmlCut };
 }

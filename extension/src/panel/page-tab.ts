@@ -130,10 +130,10 @@ export function setupPageTab(ctx: PanelContext): { prefillFromSelection(cap: Pag
     prefillFromSelection(cap: PageCapture): void {
       ctx.showTab('page');
       const quoted = cap.text.length > MAX_QUOTED ? `${cap.text.slice(0, MAX_QUOTED)}…` : cap.text;
-      input.value = `What does this passage mean, and what does the page say about it?\n\n“${quoted}”`;
+      input.value = `What does the page say about this passage: “${quoted}”?`;
       step(`Selection from “${cap.title || cap.url}”: edit the question and press Ask.`);
       input.focus();
-      input.setSelectionRange(0, 0);
+      input.setSelectionRange(input.value.length, input.value.length);
     },
   };
 }
