@@ -95,8 +95,14 @@ async function copyHashed(
   const parts = path.split('/');
   const name = parts.pop()!;
   const fh = await (await dirFor(dir, parts)).getFileHandle(name, { create: true });
-  const out = await fh.createWritable();
   const hasher = new hearth.Sha256();
+  let out: FileSystemWritableFileStream;
+  try {
+    out = await fh.createWritable();
+  } catch (e) {
+    hasher.free();
+    throw e;
+  }
   try {
     for (let at = 0; at < file.size; at += CHUNK) {
       if (signal?.aborted) throw new Error('cancelled');
