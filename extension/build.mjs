@@ -11,7 +11,7 @@ import { build } from 'esbuild';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deflateRawSync } from 'node:zlib';
+import { deflateRawSync, deflateSync } from 'node:zlib';
 
 const root = dirname(fileURLToPath(import.meta.url));
 const dist = join(root, 'dist');
@@ -60,6 +60,7 @@ if (/\bimport\s*\(/.test(bg)) {
 copyFileSync(join(root, 'manifest.json'), join(dist, 'manifest.json'));
 for (const f of readdirSync(join(root, 'static'))) copyFileSync(join(root, 'static', f), join(dist, f));
 copyFileSync(join(pkg, 'hearth_wasm_bg.wasm'), join(dist, 'hearth_wasm_bg.wasm'));
+
 
 // ---- Models: the embedded default ships in the package; the tiny random test model only in dist/ ----
 
@@ -160,6 +161,58 @@ function zip(srcDir, out) {
   end.writeUInt32LE(offset, 16);
   writeFileSync(out, Buffer.concat([...locals, cd, end]));
 }
+
+// ---- Icons: drawn here (a flame on a rounded square), so no binary files live in the repository ----
+
+function png(size, pixel) {
+  const raw = Buffer.alloc(size * (size * 4 + 1));
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      // 4×4 samples per pixel for smooth edges.
+      let [r, g, b, a] = [0, 0, 0, 0];
+      for (let sy = 0; sy < 4; sy++) {
+        for (let sx = 0; sx < 4; sx++) {
+          const c = pixel((x + (sx + 0.5) / 4) / size, (y + (sy + 0.5) / 4) / size);
+          if (c === null) continue;
+          r += c[0]; g += c[1]; b += c[2]; a += 255;
+        }
+      }
+      const o = y * (size * 4 + 1) + 1 + x * 4;
+      const n = a / 255;
+      if (n > 0) [raw[o], raw[o + 1], raw[o + 2]] = [r / n, g / n, b / n].map(Math.round);
+      raw[o + 3] = Math.round(a / 16);
+    }
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0);
+  ihdr.writeUInt32BE(size, 4);
+  ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+function icon(x, y) {
+  const r = 0.2; // corner radius of the tile
+  const dx = Math.max(r - x, 0, x - (1 - r));
+  const dy = Math.max(r - y, 0, y - (1 - r));
+  if (dx * dx + dy * dy > r * r) return null;
+  // A flame: a round bottom joined to a point at the top.
+  const [cx, cy, rad] = [0.5, 0.62, 0.22];
+  const inRound = (x - cx) ** 2 + (y - cy) ** 2 <= rad * rad;
+  const t = (cy - y) / (cy - 0.14); // 0 at the circle's centre, 1 at the tip
+  const inPoint = t >= 0 && t <= 1 && Math.abs(x - cx + 0.06 * Math.sin(t * Math.PI)) <= rad * (1 - t) ** 1.3;
+  if (inRound || inPoint) return [255, 214, 150];
+  return [184, 71, 47];
+}
+
+for (const size of [16, 32, 48, 128]) writeFileSync(join(dist, `icon${size}.png`), png(size, icon));
 
 zip(dist, zipPath);
 
