@@ -151,10 +151,10 @@ function list(lines: string[], start: number, doc: Document, depth: number, out:
   for (const item of items) {
     const li = doc.createElement('li');
     const content = depth < MAX_DEPTH ? blocks(item, doc, depth + 1) : [doc.createTextNode(item.join('\n'))];
-    // A tight item (one paragraph) holds its text directly.
-    const only = content[0];
-    if (content.length === 1 && only instanceof HTMLParagraphElement) li.append(...Array.from(only.childNodes));
-    else li.append(...content);
+    // A tight item (no blank line in it) holds its first paragraph's text directly.
+    const first = content[0];
+    if (!item.includes('') && first instanceof HTMLParagraphElement) content.splice(0, 1, ...Array.from(first.childNodes));
+    li.append(...content);
     el.append(li);
   }
   out.push(el);
@@ -166,8 +166,8 @@ function list(lines: string[], start: number, doc: Document, depth: number, out:
 const INLINE = new RegExp(
   [
     /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/.source, // 1, 2: code
-    /!\[([^\]]*)\]\(\s*([^)\s]*)[^)]*\)/.source, // 3, 4: image
-    /\[([^\]]+)\]\(\s*([^)\s]+)[^)]*\)/.source, // 5, 6: link
+    /!\[([^\]]*)\]\(\s*((?:[^()\s]|\([^()\s]*\))*)[^)]*\)/.source, // 3, 4: image
+    /\[([^\]]+)\]\(\s*((?:[^()\s]|\([^()\s]*\))+)[^)]*\)/.source, // 5, 6: link (one level of parentheses)
     /<((?:https?|mailto|ftp):[^>\s]+)>/.source, // 7: autolink
     /\*\*(?=\S)([\s\S]*?\S)\*\*/.source, // 8: strong
     /__(?=\S)([\s\S]*?\S)__(?![A-Za-z0-9])/.source, // 9: strong
