@@ -100,7 +100,7 @@ export function setupLibraryTab(ctx: PanelContext): { refresh(): Promise<void> }
         },
       );
       const what = r.status === 'unchanged' ? 'already in the library' : r.status === 'replaced' ? 'updated' : 'added';
-      setRow(row, 'done', `Done: ${what} (${r.chunks} passages)`);
+      setRow(row, 'done', `Done: ${what} (${r.chunks} passage${r.chunks === 1 ? '' : 's'})`);
       clearError();
     } catch (e) {
       setRow(row, 'error', `could not add ${file.name}: ${errorMessage(e)}`);

@@ -120,7 +120,7 @@ export function setupPageTab(ctx: PanelContext): { prefillFromSelection(cap: Pag
       const what = r.status === 'unchanged' ? 'is already in' : r.status === 'replaced' ? 'was updated in' : 'was added to';
       output.dataset.state = 'done';
       step('');
-      output.replaceChildren(h('p', { class: 'ok', text: `“${cap.title || cap.url}” ${what} your library (${r.chunks} passages).` }));
+      output.replaceChildren(h('p', { class: 'ok', text: `“${cap.title || cap.url}” ${what} your library (${r.chunks} passage${r.chunks === 1 ? '' : 's'}).` }));
     }),
   );
 
