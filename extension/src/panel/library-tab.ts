@@ -22,7 +22,8 @@ const KIND_NAMES: Record<string, string> = { pdf: 'PDF', docx: 'Word', markdown:
 /** Larger files are refused before reading them into memory. */
 const MAX_FILE_BYTES = 512 * 1024 * 1024;
 
-type RowState = 'queued' | 'parsing' | 'embedding' | 'done' | 'error';
+/** The contract's states; a file waiting its turn is `parsing` with `data-queued`. */
+type RowState = 'parsing' | 'embedding' | 'done' | 'error';
 
 interface ProgressRow {
   li: HTMLLIElement;
@@ -55,8 +56,9 @@ export function setupLibraryTab(ctx: PanelContext): { refresh(): Promise<void> }
     return { li, text, bar };
   }
 
-  function setRow(row: ProgressRow, state: RowState, text: string, done = 0, total = 0): void {
+  function setRow(row: ProgressRow, state: RowState, text: string, done = 0, total = 0, queued = false): void {
     row.li.dataset.state = state;
+    row.li.dataset.queued = String(queued);
     row.text.textContent = text;
     row.bar.hidden = state === 'done' || state === 'error';
     if (state === 'embedding') setProgress(row.bar, done, total);
@@ -124,7 +126,7 @@ export function setupLibraryTab(ctx: PanelContext): { refresh(): Promise<void> }
   function enqueue(files: Iterable<File>): void {
     for (const file of files) {
       const row = progressRow(file);
-      setRow(row, 'queued', 'Waiting…');
+      setRow(row, 'parsing', 'Waiting…', 0, 0, true);
       queue.push({ file, row });
     }
     void work();
