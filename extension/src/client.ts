@@ -1,6 +1,7 @@
 // The pages' side of the protocol in `messages.ts`: typed calls to the service worker over a port.
 
 import {
+  HEARTBEAT_MS,
   RPC_PORT,
   isFromWorker,
   type FromWorker,
@@ -28,6 +29,18 @@ export class HearthClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(e: HearthEvent) => void>();
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+
+  /** While calls are pending, pings keep the worker alive (each message resets its idle timer);
+   *  with nothing pending the worker is left to stop. */
+  private beat(): void {
+    if (this.pending.size > 0 && this.heartbeat === null) {
+      this.heartbeat = setInterval(() => this.send({ ping: true }), HEARTBEAT_MS);
+    } else if (this.pending.size === 0 && this.heartbeat !== null) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = null;
+    }
+  }
 
   /** Sends `request` to the service worker; resolves with its typed answer. */
   call<T extends RequestType>(request: RequestOf<T>, opts: CallOptions<T> = {}): Promise<Responses[T]> {
@@ -45,11 +58,13 @@ export class HearthClient {
       });
       opts.signal?.addEventListener('abort', () => {
         if (this.pending.delete(id)) {
+          this.beat();
           this.send({ id, cancel: true });
           reject(new Error('cancelled'));
         }
       });
       port.postMessage({ id, request } satisfies ToWorker);
+      this.beat();
     });
   }
 
@@ -77,9 +92,10 @@ export class HearthClient {
     });
     port.onDisconnect.addListener(() => {
       this.port = null;
-      const err = new Error('the Hearth service worker stopped; try again');
+      const err = new Error('the Hearth service worker stopped before answering; please try again');
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
+      this.beat();
     });
     this.port = port;
     return port;
@@ -98,10 +114,12 @@ export class HearthClient {
         break;
       case 'result':
         this.pending.delete(msg.id);
+        this.beat();
         p.resolve(msg.value);
         break;
       case 'error':
         this.pending.delete(msg.id);
+        this.beat();
         p.reject(new Error(msg.error));
         break;
     }

@@ -61,6 +61,10 @@ function checkManifest(v: unknown): PackManifest {
   if (m.format !== 'hearth-pack') return bad(`format is ${JSON.stringify(m.format)}, not "hearth-pack"`);
   if (!Array.isArray(m.files) || m.files.length === 0) return bad('it lists no files');
   const seen = new Set<string>();
+  // A pack's manifest names each file by `name` (crates/hearth-models/src/pack.rs); keep it as `path`.
+  m.files = (m.files as unknown[]).map((f) =>
+    typeof f === 'object' && f !== null && 'name' in f ? { ...f, path: (f as { name: unknown }).name } : f,
+  );
   for (const f of m.files as unknown[]) {
     const e = f as Record<string, unknown> | null;
     if (typeof e !== 'object' || e === null || typeof e.path !== 'string' || !safePath(e.path)) return bad(`bad file entry ${JSON.stringify(f)}`);

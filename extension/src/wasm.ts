@@ -2,7 +2,7 @@
 //
 // Static import of the wasm-bindgen glue: service workers may not use `import()`. The module is
 // instantiated on first use, not at start-up, so that waking the worker for a context-menu click
-// does not compile 200+ KB of wasm.
+// does not compile megabytes of wasm.
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
 import { PACKAGED_MODELS, type BrowserAdapterInfo, type GenerateRequest, type GenerateResult, type GpuInfo, type PackagedModel, type SelfTestReport } from './messages.js';
@@ -14,7 +14,7 @@ let loading: Promise<void> | null = null;
 /** Set once a call traps (a Rust panic): the instance's memory may be inconsistent from then on. */
 let crashed: string | null = null;
 
-function load(): Promise<void> {
+export function load(): Promise<void> {
   loading ??= init({ module_or_path: chrome.runtime.getURL(WASM_FILE) }).then(
     () => undefined,
     (e: unknown) => {
@@ -26,7 +26,7 @@ function load(): Promise<void> {
 }
 
 /** Runs `f` against the loaded module, turning a trap into a clear, sticky error. */
-async function call<T>(what: string, f: () => Promise<unknown>): Promise<T> {
+export async function call<T>(what: string, f: () => Promise<unknown> | unknown): Promise<T> {
   if (crashed !== null) {
     throw new Error(`the engine crashed earlier (${crashed}); reload the extension to recover`);
   }
@@ -49,6 +49,19 @@ interface NavigatorGpu {
       info?: Partial<Omit<BrowserAdapterInfo, 'isFallbackAdapter'>> & { isFallbackAdapter?: boolean };
     } | null>;
   };
+}
+
+/** Why WebGPU cannot be used here, or null when an adapter is available. */
+export async function webGpuProblem(): Promise<string | null> {
+  const gpu = (navigator as NavigatorGpu).gpu;
+  if (gpu === undefined) {
+    return 'This browser offers no WebGPU. Use Chrome or Edge 124 or later with WebGPU enabled (on Linux: chrome://flags/#enable-unsafe-webgpu and Vulkan).';
+  }
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (adapter === null) {
+    return 'WebGPU found no usable GPU adapter. Update the graphics driver, or enable chrome://flags/#enable-unsafe-webgpu (and #enable-vulkan on Linux).';
+  }
+  return null;
 }
 
 /** Vendor, architecture… straight from the browser, for display next to the engine's report. */
@@ -75,24 +88,39 @@ export function selfTest(): Promise<SelfTestReport> {
 }
 
 /** Context the worker allocates the KV cache for, per model (SwiftShader memory is the system's). */
-const MAX_CONTEXT = 2048;
+export const MAX_CONTEXT = 2048;
 
-/** Loaded engines by packaged model name (loading SmolLM2 reads ~100 MB from the package). */
+/** Raw-generation engines by packaged model name (the `model.generate` request). */
 const engines = new Map<PackagedModel, Promise<hearth.Engine>>();
 
 function engineFor(model: PackagedModel): Promise<hearth.Engine> {
   let e = engines.get(model);
   if (e === undefined) {
     e = call<hearth.Engine>(`loading ${model}`, async () => {
-      const res = await fetch(chrome.runtime.getURL(PACKAGED_MODELS[model]));
-      if (!res.ok) throw new Error(`${PACKAGED_MODELS[model]}: HTTP ${res.status}`);
-      const bytes = new Uint8Array(await res.arrayBuffer());
+      const bytes = await packaged(PACKAGED_MODELS[model]);
       return hearth.Engine.loadGguf(bytes, MAX_CONTEXT);
     });
     engines.set(model, e);
     e.catch(() => engines.delete(model)); // let a later call retry
   }
   return e;
+}
+
+/** A file shipped in the extension package. */
+export async function packaged(path: string): Promise<Uint8Array> {
+  const res = await fetch(chrome.runtime.getURL(path));
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Whether the package holds `path` (test-only models are absent from the store build). */
+export async function hasPackaged(path: string): Promise<boolean> {
+  try {
+    const res = await fetch(chrome.runtime.getURL(path), { method: 'HEAD' });
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 /** Generates with a packaged model, streaming text pieces to `onPiece` until `signal` aborts. */
@@ -106,3 +134,5 @@ export async function generate(req: GenerateRequest, onPiece: (piece: string) =>
     }),
   );
 }
+
+export { hearth };

@@ -98,7 +98,8 @@ export function setupChatTab(ctx: PanelContext): void {
       );
       m.text = a.text;
       m.body.replaceChildren(renderMarkdown(a.text));
-      ctx.chips(a.citations, m.chips);
+      // An answer that cites nothing still shows what it was given to read.
+      ctx.chips(a.citations.length > 0 ? a.citations : a.sources, m.chips);
       m.note.textContent = a.stopped ? 'Stopped.' : a.grounded ? '' : 'Nothing relevant was found in what Hearth searched.';
       m.el.dataset.state = 'done';
       clearError();

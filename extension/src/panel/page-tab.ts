@@ -73,7 +73,8 @@ export function setupPageTab(ctx: PanelContext): { prefillFromSelection(cap: Pag
   function showAnswer(a: AnswerView | SummaryView): void {
     output.replaceChildren(renderMarkdown(a.text));
     output.dataset.state = 'done';
-    ctx.chips(a.citations, chips);
+    const given = 'sources' in a ? a.sources : a.sections;
+    ctx.chips(a.citations.length > 0 ? a.citations : given, chips);
     if ('grounded' in a && !a.grounded) step('Nothing on this page seemed relevant to the question.');
     else if (a.stopped) step('Stopped.');
     else step('');
