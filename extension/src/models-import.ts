@@ -9,7 +9,7 @@
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
 
-export const HF_REFUSAL = 'Convert it first: hearth pack <folder> --out <pack> (the browser loads Hearth packs)';
+export const HF_REFUSAL = 'Convert it first: hearth convert --model <folder> --out <pack> (the browser loads Hearth packs)';
 
 /** Bytes read, hashed and written at a time. */
 const CHUNK = 8 * 1024 * 1024;
