@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use hearth_gpu::sample::SamplingParams;
 use hearth_gpu::Gpu;
-use hearth_models::llama::{GenerateOptions, Llama, LlamaOptions};
 use hearth_models::adapters::tokenizer_and_template;
+use hearth_models::llama::{GenerateOptions, Llama, LlamaOptions};
 use hearth_models::{load_gguf_bytes, ChatTemplate, Message, ModelError, StreamDecoder, Tokenizer};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;

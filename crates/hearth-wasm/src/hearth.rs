@@ -284,7 +284,9 @@ impl HearthCore {
         on: &mut dyn FnMut(Event) -> bool,
     ) -> Result<AddReport> {
         let lib = self.library()?;
-        if let IngestPlan::Unchanged(id) = lib.index.plan(&parsed.doc.source, &parsed.doc.content_hash) {
+        if let IngestPlan::Unchanged(id) =
+            lib.index.plan(&parsed.doc.source, &parsed.doc.content_hash)
+        {
             let chunks = lib.index.document(&id).map_or(0, |d| d.chunks.len());
             let upsert = UpsertReport {
                 status: "unchanged",
@@ -339,7 +341,11 @@ impl HearthCore {
             .page
             .as_ref()
             .ok_or_else(|| state("no page has been read yet"))?;
-        let (doc, chunks, emb) = (page.doc.clone(), page.chunks.clone(), page.embeddings.clone());
+        let (doc, chunks, emb) = (
+            page.doc.clone(),
+            page.chunks.clone(),
+            page.embeddings.clone(),
+        );
         self.store(doc, chunks, &emb)
     }
 
@@ -352,7 +358,8 @@ impl HearthCore {
                 continue;
             };
             let chunks = doc.chunks.iter().filter_map(|id| index.chunk(*id));
-            let mut overlapping = chunks.filter(|c| c.span.0 < span[1].max(span[0] + 1) && span[0] < c.span.1);
+            let mut overlapping =
+                chunks.filter(|c| c.span.0 < span[1].max(span[0] + 1) && span[0] < c.span.1);
             if let Some(c) = overlapping.next() {
                 return (origin, c.text.clone());
             }
@@ -396,9 +403,14 @@ impl HearthCore {
         let retriever = scoped(&self.page, &self.library, &self.encoder, scope)?;
         let gen = generator(&mut self.generator)?;
         let mut piece = |p: &str| on(Event::Piece(p));
-        let answer =
-            hearth_assistant::ask(gen, &retriever, question, &AskOptions::default(), &mut piece)
-                .await?;
+        let answer = hearth_assistant::ask(
+            gen,
+            &retriever,
+            question,
+            &AskOptions::default(),
+            &mut piece,
+        )
+        .await?;
         drop(retriever);
         Ok(self.answer_view(&answer))
     }
@@ -507,7 +519,12 @@ fn scoped<'a>(
             _ => "the library is not open",
         }));
     }
-    Ok(Scoped(found.into_iter().map(|i| Retriever::new(i, encoder)).collect()))
+    Ok(Scoped(
+        found
+            .into_iter()
+            .map(|i| Retriever::new(i, encoder))
+            .collect(),
+    ))
 }
 
 fn generator(g: &mut Option<ChatModel>) -> Result<&mut ChatModel> {

@@ -130,7 +130,10 @@ impl Hearth {
             sentence: sentence.as_deref(),
             modules: modules.as_deref(),
         };
-        let mut c = self.core.try_borrow_mut().map_err(|_| JsError::new("busy"))?;
+        let mut c = self
+            .core
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("busy"))?;
         let (dim, max_tokens) = c.load_encoder(&files).map_err(js_err)?;
         #[derive(Serialize)]
         struct Info {
@@ -149,7 +152,10 @@ impl Hearth {
             drop(bytes);
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
             #[allow(clippy::await_holding_refcell_ref)]
-            let n = c.load_generator(&files, max_context as usize).await.map_err(err)?;
+            let n = c
+                .load_generator(&files, max_context as usize)
+                .await
+                .map_err(err)?;
             Ok(JsValue::from_f64(n as f64))
         })
     }
@@ -173,15 +179,18 @@ impl Hearth {
             // Each file is read once: hand it over instead of copying gigabytes.
             let map = RefCell::new(map);
             let get = |name: &str| {
-                map.borrow_mut().remove(name).ok_or_else(|| {
-                    ModelError::Config(format!("the pack has no file {name}"))
-                })
+                map.borrow_mut()
+                    .remove(name)
+                    .ok_or_else(|| ModelError::Config(format!("the pack has no file {name}")))
             };
             let model = load_pack_files(&get).map_err(err)?;
             drop(map);
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
             #[allow(clippy::await_holding_refcell_ref)]
-            let n = c.load_generator(&model, max_context as usize).await.map_err(err)?;
+            let n = c
+                .load_generator(&model, max_context as usize)
+                .await
+                .map_err(err)?;
             Ok(JsValue::from_f64(n as f64))
         })
     }
@@ -189,7 +198,10 @@ impl Hearth {
     /// Opens the library from snapshot bytes, or empty when `snapshot` is undefined.
     #[wasm_bindgen(js_name = openLibrary)]
     pub fn open_library(&self, snapshot: Option<Vec<u8>>) -> Result<(), JsError> {
-        let mut c = self.core.try_borrow_mut().map_err(|_| JsError::new("busy"))?;
+        let mut c = self
+            .core
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("busy"))?;
         c.open_library(snapshot.as_deref()).map_err(js_err)
     }
 
@@ -232,7 +244,10 @@ impl Hearth {
 
     /// Removes a document by id; resolves to whether it existed.
     pub fn remove(&self, id: &str) -> Result<bool, JsError> {
-        let mut c = self.core.try_borrow_mut().map_err(|_| JsError::new("busy"))?;
+        let mut c = self
+            .core
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("busy"))?;
         Ok(c.remove(id).is_ok())
     }
 
@@ -271,7 +286,10 @@ impl Hearth {
     /// Stores the indexed page in the library.
     #[wasm_bindgen(js_name = addPage)]
     pub fn add_page(&self) -> Result<JsValue, JsError> {
-        let mut c = self.core.try_borrow_mut().map_err(|_| JsError::new("busy"))?;
+        let mut c = self
+            .core
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("busy"))?;
         to_js(&c.add_page().map_err(js_err)?)
     }
 
@@ -307,7 +325,10 @@ impl Hearth {
 
     #[wasm_bindgen(js_name = chatReset)]
     pub fn chat_reset(&self) -> Result<(), JsError> {
-        let mut c = self.core.try_borrow_mut().map_err(|_| JsError::new("busy"))?;
+        let mut c = self
+            .core
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("busy"))?;
         c.chat_reset();
         Ok(())
     }

@@ -89,7 +89,12 @@ pub fn parse(
         source_hint = source_hint.with_file_name(name.clone());
     }
     let mut doc = extract_with(bytes, source_hint, &Limits::default())?;
-    if let Some(title) = hint.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    if let Some(title) = hint
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         doc.title = title.to_string();
     }
     let defaults = ChunkOptions::default();

@@ -162,20 +162,15 @@ fn library_answers_cite_the_document_with_its_passage() {
 fn page_questions_summaries_and_chat() {
     let (mut core, f) = ready();
     assert!(pollster::block_on(core.ask("canal?", Scope::Page, &mut quiet)).is_err());
-    let n = pollster::block_on(core.index_page(
-        parsed(&f, "http://hearth.test/canal", PAGE),
-        &mut quiet,
-    ))
+    let n = pollster::block_on(
+        core.index_page(parsed(&f, "http://hearth.test/canal", PAGE), &mut quiet),
+    )
     .unwrap();
     assert!(n >= 1);
     assert_eq!(core.page_info().unwrap().0, "http://hearth.test/canal");
 
-    let a = pollster::block_on(core.ask(
-        "When was the Orme canal dug?",
-        Scope::Page,
-        &mut quiet,
-    ))
-    .unwrap();
+    let a = pollster::block_on(core.ask("When was the Orme canal dug?", Scope::Page, &mut quiet))
+        .unwrap();
     assert_eq!(a.sources[0].origin, "page");
     assert!(a.sources[0].quote.contains("1790"));
 
@@ -202,13 +197,9 @@ fn page_questions_summaries_and_chat() {
     ))
     .unwrap();
     assert!(stopped.stopped);
-    let again = pollster::block_on(core.chat(
-        "When was the Orme canal dug?",
-        Scope::All,
-        true,
-        &mut quiet,
-    ))
-    .unwrap();
+    let again =
+        pollster::block_on(core.chat("When was the Orme canal dug?", Scope::All, true, &mut quiet))
+            .unwrap();
     assert!(!again.stopped);
 
     // The page goes into the library with its embeddings.
