@@ -68,7 +68,7 @@ fn tiny_gguf_loads_losslessly() {
     );
     assert_eq!(
         (c.max_position_embeddings, c.rope_theta, c.rms_norm_eps),
-        (256, 100000.0, 1e-5)
+        (4096, 100000.0, 1e-5)
     );
     assert_eq!(c.rope_style, RopeStyle::Adjacent);
     assert!(c.tie_word_embeddings && w.lm_head.is_none() && c.rope_scaling.is_none());
