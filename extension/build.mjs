@@ -89,6 +89,14 @@ for (const f of [...ENCODER_FILES.required, ...ENCODER_FILES.optional]) {
   mkdirSync(dirname(join(dist, 'models', ENCODER, f)), { recursive: true });
   copyFileSync(join(encoderDir, f), join(dist, 'models', ENCODER, f));
 }
+// The packaged models' sizes, for the Models tab (a HEAD request on chrome-extension: has no length).
+writeFileSync(
+  join(dist, 'models', 'sizes.json'),
+  JSON.stringify({
+    'models/SmolLM2-135M-Instruct.Q4_1.gguf': statSync(join(dist, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf')).size,
+    'models/test/tiny-llama.gguf': statSync(join(dist, 'models', 'test', 'tiny-llama.gguf')).size,
+  }),
+);
 /** Test-only files that stay out of the store package. */
 const TEST_ONLY = join('models', 'test');
 

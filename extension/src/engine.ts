@@ -246,12 +246,22 @@ async function readPackManifest(id: string): Promise<PackManifest> {
   return JSON.parse(await file.text()) as PackManifest;
 }
 
+/** Sizes of the packaged models (`build.mjs` writes them). */
+async function packagedSizes(): Promise<Record<string, number>> {
+  try {
+    return JSON.parse(new TextDecoder().decode(await packaged('models/sizes.json'))) as Record<string, number>;
+  } catch {
+    return {};
+  }
+}
+
 export async function listModels(): Promise<ModelsState> {
   const models: ModelEntry[] = [];
+  const sizes = await packagedSizes();
   for (const [id, path] of Object.entries(PACKAGED_MODELS)) {
     const test_only = id.startsWith('test-');
     if (test_only && !(await hasPackaged(path))) continue;
-    const size = Number((await fetch(chrome.runtime.getURL(path), { method: 'HEAD' })).headers.get('content-length') ?? 0);
+    const size = sizes[path] ?? 0;
     models.push({ id, name: PACKAGED_NAMES[id] ?? id, role: 'generator', origin: 'packaged', size, verified: true, test_only });
   }
   for (const id of await importedIds()) {
