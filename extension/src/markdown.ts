@@ -223,3 +223,11 @@ function link(label: string, href: string, doc: Document, nested: (s: string) =>
   span.append(url);
   return span;
 }
+
+/** What an answer that came back blank renders as. */
+export function emptyAnswer(): HTMLElement {
+  const p = document.createElement('p');
+  p.className = 'empty-answer';
+  p.textContent = 'The model returned no text. Its sources are listed below.';
+  return p;
+}

@@ -2,7 +2,7 @@
 // answers, Stop, Regenerate, Copy and Reset. The service worker keeps the conversation's history.
 
 import type { AnswerView, Scope, TaskProgress } from '../messages.js';
-import { renderMarkdown } from '../markdown.js';
+import { emptyAnswer, renderMarkdown } from '../markdown.js';
 import type { PanelContext } from './context.js';
 import { byTestId, errorMessage, h, isCancelled, throttled } from './dom.js';
 import { describeProgress, ensurePageIndexed, signalOpt } from './page-index.js';
@@ -97,7 +97,7 @@ export function setupChatTab(ctx: PanelContext): void {
         { ...signalOpt(ctl.signal), onProgress },
       );
       m.text = a.text;
-      m.body.replaceChildren(renderMarkdown(a.text));
+      m.body.replaceChildren(a.text.trim() === '' && !a.stopped ? emptyAnswer() : renderMarkdown(a.text));
       // An answer that cites nothing still shows what it was given to read.
       ctx.chips(a.citations.length > 0 ? a.citations : a.sources, m.chips);
       m.note.textContent = a.stopped ? 'Stopped.' : a.grounded ? '' : 'Nothing relevant was found in what Hearth searched.';

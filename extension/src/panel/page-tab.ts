@@ -1,7 +1,7 @@
 // The "This page" tab: summarize the active tab, ask about it, add it to the library.
 
 import type { AnswerView, PageCapture, SummaryView, TaskProgress } from '../messages.js';
-import { renderMarkdown } from '../markdown.js';
+import { emptyAnswer, renderMarkdown } from '../markdown.js';
 import type { PanelContext } from './context.js';
 import { byTestId, errorMessage, h, isCancelled, throttled } from './dom.js';
 import { describeProgress, ensurePageIndexed, signalOpt } from './page-index.js';
@@ -71,7 +71,8 @@ export function setupPageTab(ctx: PanelContext): { prefillFromSelection(cap: Pag
   }
 
   function showAnswer(a: AnswerView | SummaryView): void {
-    output.replaceChildren(renderMarkdown(a.text));
+    // A model can end its turn at once (or with blank lines only): say so rather than show nothing.
+    output.replaceChildren(a.text.trim() === '' && !a.stopped ? emptyAnswer() : renderMarkdown(a.text));
     output.dataset.state = 'done';
     const given = 'sources' in a ? a.sources : a.sections;
     ctx.chips(a.citations.length > 0 ? a.citations : given, chips);
