@@ -3,6 +3,10 @@
 //! Long calls take `on(progress)`, a function called with `{ piece }`, `{ step }` or
 //! `{ embedded, total }`; returning `false` from it stops the work.
 
+// Each call holds the engine's borrow across its awaits on purpose: that is what makes a second,
+// concurrent call fail with "busy" instead of interleaving with the first.
+#![allow(clippy::await_holding_refcell_ref)]
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -94,7 +98,6 @@ impl Hearth {
         let core = self.core.clone();
         future_to_promise(async move {
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)] // one call at a time, by design
             c.reset_gpu().await.map_err(err)?;
             Ok(JsValue::UNDEFINED)
         })
@@ -151,7 +154,6 @@ impl Hearth {
             let files = load_gguf_bytes(&bytes).map_err(err)?;
             drop(bytes);
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let n = c
                 .load_generator(&files, max_context as usize)
                 .await
@@ -186,7 +188,6 @@ impl Hearth {
             let model = load_pack_files(&get).map_err(err)?;
             drop(map);
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let n = c
                 .load_generator(&model, max_context as usize)
                 .await
@@ -258,7 +259,6 @@ impl Hearth {
         future_to_promise(async move {
             let parsed: ParsedInput = serde_wasm_bindgen::from_value(parsed).map_err(err)?;
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let r = c
                 .add_document(parsed, &mut |e| report(&on, e))
                 .await
@@ -274,7 +274,6 @@ impl Hearth {
         future_to_promise(async move {
             let parsed: ParsedInput = serde_wasm_bindgen::from_value(parsed).map_err(err)?;
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let n = c
                 .index_page(parsed, &mut |e| report(&on, e))
                 .await
@@ -299,7 +298,6 @@ impl Hearth {
         future_to_promise(async move {
             let scope: Scope = serde_wasm_bindgen::from_value(scope).map_err(err)?;
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let a = c
                 .ask(&question, scope, &mut |e| report(&on, e))
                 .await
@@ -314,7 +312,6 @@ impl Hearth {
         future_to_promise(async move {
             let scope: Scope = serde_wasm_bindgen::from_value(scope).map_err(err)?;
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let a = c
                 .chat(&message, scope, regenerate, &mut |e| report(&on, e))
                 .await
@@ -338,7 +335,6 @@ impl Hearth {
         let core = self.core.clone();
         future_to_promise(async move {
             let mut c = core.try_borrow_mut().map_err(|_| busy())?;
-            #[allow(clippy::await_holding_refcell_ref)]
             let s = c
                 .summarize(id.as_deref(), &mut |e| report(&on, e))
                 .await
