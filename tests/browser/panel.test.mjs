@@ -57,7 +57,7 @@ before(async () => {
   // Test instrumentation (the panel's own code is unchanged): taps the panel's port to the worker
   // to count what each call streamed, so a failure can say whether the model produced anything.
   await panel.addInitScript(() => {
-    const tap = { calls: {}, pieces: {}, errors: [] };
+    const tap = { calls: {}, pieces: {}, errors: [], results: {} };
     globalThis.__hearthTap = tap;
     const connect = chrome.runtime.connect.bind(chrome.runtime);
     chrome.runtime.connect = (...args) => {
@@ -70,6 +70,10 @@ before(async () => {
       port.onMessage.addListener((m) => {
         if (m?.kind === 'progress' && typeof m.data?.piece === 'string') (tap.pieces[m.id] ??= []).push(m.data.piece);
         if (m?.kind === 'error') tap.errors.push(`${tap.calls[m.id] ?? m.id}: ${m.error}`);
+        if (m?.kind === 'result' && Array.isArray(m.value?.citations)) {
+          const given = m.value.sources ?? m.value.sections ?? [];
+          tap.results[m.id] = { text: m.value.text, citations: m.value.citations.map((c) => c.n), given: given.map((c) => `${c.n}:${c.source}${c.page ? `#p${c.page}` : ''}`) };
+        }
       });
       return port;
     };
@@ -115,7 +119,7 @@ async function diagnostics() {
         modelsSelect: text('models-select-status'),
         passage: q('passage-view')?.hidden === false ? text('passage-view') : null,
         tap: globalThis.__hearthTap
-          ? { calls: globalThis.__hearthTap.calls, errors: globalThis.__hearthTap.errors, pieces: Object.fromEntries(Object.entries(globalThis.__hearthTap.pieces).map(([k, v]) => [k, `${v.length} pieces: ${JSON.stringify(v.join('').slice(0, 200))}`])) }
+          ? { calls: globalThis.__hearthTap.calls, errors: globalThis.__hearthTap.errors, results: globalThis.__hearthTap.results, pieces: Object.fromEntries(Object.entries(globalThis.__hearthTap.pieces).map(([k, v]) => [k, `${v.length} pieces: ${JSON.stringify(v.join('').slice(0, 200))}`])) }
           : null,
       };
     })
@@ -191,6 +195,35 @@ async function chooseTinyModel() {
   return tiny;
 }
 
+/** What the worker streamed for, and answered to, the last call of `type` (from the port tap). */
+async function lastCall(type) {
+  return panel.evaluate((type) => {
+    const t = globalThis.__hearthTap;
+    const ids = Object.keys(t.calls).filter((id) => t.calls[id] === type);
+    const id = ids[ids.length - 1];
+    return { pieces: t.pieces[id] ?? [], result: t.results[id] ?? null };
+  }, type);
+}
+
+/** Texts the model wrote (the streamed pieces), checked by the TODO test at the end (see there). */
+const written = {};
+
+/**
+ * The panel shows what the model wrote: its words, or for a blank answer the panel's notice
+ * (`.empty-answer`, "The model returned no text…") instead of nothing.
+ */
+async function checkShown(container, streamed, what) {
+  const shown = (await container.textContent()).trim();
+  const notice = await container.locator('.empty-answer').count();
+  if (streamed.trim() === '') {
+    assert.equal(notice, 1, `${what}: the model wrote only whitespace and the panel shows ${JSON.stringify(shown.slice(0, 200))}, not the blank-answer notice`);
+  } else {
+    assert.equal(notice, 0, `${what}: the blank-answer notice for a non-blank answer`);
+    const word = streamed.match(/[\p{L}\p{N}]{3,}/u)?.[0];
+    assert.ok(shown.length > 0 && (word === undefined || shown.includes(word)), `${what}: the panel shows ${JSON.stringify(shown.slice(0, 200))} for ${JSON.stringify(streamed.slice(0, 200))}`);
+  }
+}
+
 /** Sends `QUESTION` in the Chat tab (scope library) and returns the new assistant message's locator. */
 async function askInChat() {
   await byTestId('tab-chat').click();
@@ -219,16 +252,20 @@ async function checkVarnholmCitation(message) {
     .locator('[data-testid="citation-chip"]')
     .evaluateAll((els) => els.map((e) => ({ n: e.dataset.n, source: e.dataset.source, page: e.dataset.page, text: e.textContent })));
   console.log(`# answer: ${JSON.stringify((await message.textContent()).slice(0, 300))}; chips: ${JSON.stringify(chips)}`);
-  const pieces = await panel.evaluate(() => {
-    const t = globalThis.__hearthTap;
-    const ids = Object.keys(t.calls).filter((id) => t.calls[id] === 'assistant.chat');
-    return (t.pieces[ids[ids.length - 1]] ?? []).join('');
-  });
+  const call = await lastCall('assistant.chat');
+  const pieces = call.pieces.join('');
+  console.log(
+    `# chat: ${call.pieces.length} pieces streamed; the model cited ${JSON.stringify(call.result?.citations)}; sources given ${JSON.stringify(call.result?.given)}` +
+      (call.result?.citations.length === 0 ? ' (no citation: the chips show the sources given)' : ''),
+  );
   const hit = chips.find((c) => c.source.endsWith('varnholm.pdf') && c.page === '2');
   assert.ok(
     hit,
     `no citation chip for varnholm.pdf page 2 among ${JSON.stringify(chips)}; the model streamed ${JSON.stringify(pieces.slice(0, 200))}`,
   );
+  // Only page 2 answers the question: the relevance floor keeps the other pages and the garden notes out.
+  const others = chips.filter((c) => c !== hit);
+  assert.deepEqual(others, [], 'chips for passages that do not answer the question');
   await message.locator(`[data-testid="citation-chip"][data-n="${hit.n}"]`).click();
   const view = byTestId('passage-view');
   await until('the passage viewer to open', () => document.querySelector('[data-testid="passage-view"]')?.hidden === false, null, 10 * SECOND);
@@ -283,7 +320,7 @@ test('a. the panel opens and the models load (test-tiny answers)', async () => {
   });
 });
 
-test('b. This page: Summarize streams a summary of the article; hidden text is never captured', async () => {
+test('b1. This page: Summarize streams a summary of the article, with chips that highlight its sections', async () => {
   await step('summarize', ['models'], async () => {
     article = await h.ctx.newPage();
     await article.goto(ARTICLE_URL);
@@ -295,10 +332,13 @@ test('b. This page: Summarize streams a summary of the article; hidden text is n
     // Watch the output while it streams (test instrumentation only).
     await panel.evaluate(() => {
       const out = document.querySelector('[data-testid="page-output"]');
-      globalThis.__streamedUpdates = 0;
+      globalThis.__streaming = { updates: 0, sawStreaming: false };
       new MutationObserver(() => {
-        if (out.dataset.state === 'streaming' && out.textContent.trim() !== '') globalThis.__streamedUpdates++;
-      }).observe(out, { childList: true, subtree: true, characterData: true });
+        if (out.dataset.state === 'streaming') {
+          globalThis.__streaming.sawStreaming = true;
+          if (out.textContent.trim() !== '') globalThis.__streaming.updates++;
+        }
+      }).observe(out, { childList: true, subtree: true, characterData: true, attributes: true });
     });
     await byTestId('page-summarize').click();
     await until(
@@ -309,21 +349,58 @@ test('b. This page: Summarize streams a summary of the article; hidden text is n
     );
     const out = byTestId('page-output');
     const text = (await out.textContent()).trim();
-    const updates = await panel.evaluate(() => globalThis.__streamedUpdates);
-    const pieces = await panel.evaluate(() => {
-      const t = globalThis.__hearthTap;
-      return Object.keys(t.calls)
-        .filter((id) => t.calls[id] === 'assistant.summarize')
-        .flatMap((id) => t.pieces[id] ?? []);
-    });
-    console.log(`# summary (${updates} streamed updates, ${pieces.length} pieces): ${JSON.stringify(text.slice(0, 300))}`);
+    const streaming = await panel.evaluate(() => globalThis.__streaming);
+    const call = await lastCall('assistant.summarize');
+    written.summary = call.pieces.join('');
+    console.log(
+      `# summary: ${call.pieces.length} pieces streamed, ${streaming.updates} visible streamed updates; cited ${JSON.stringify(call.result?.citations)}, sections ${JSON.stringify(call.result?.given)}; text ${JSON.stringify(text.slice(0, 300))}`,
+    );
     assert.equal(await out.getAttribute('data-state'), 'done', `summarize ended in error: ${text}`);
-    assert.ok(pieces.length > 0, 'the worker streamed no pieces for the summary');
-    assert.ok(text.length > 0, `the summary is empty; the model streamed ${JSON.stringify(pieces.join('').slice(0, 200))}`);
-    const chips = await byTestId('page-citations').textContent();
-    for (const trap of TRAPS) assert.ok(!text.includes(trap) && !chips.includes(trap), `${trap} shown in the panel`);
+    assert.ok(streaming.sawStreaming, 'the output never showed data-state=streaming');
+    assert.ok(call.pieces.length > 0, 'the worker streamed no pieces for the summary');
+    await checkShown(out, written.summary, 'the summary');
+    for (const trap of TRAPS) assert.ok(!text.includes(trap), `${trap} shown in the summary`);
+
+    // The chips name the article's passages; one highlights its passage in the tab.
+    const chips = byTestId('page-citations').locator('[data-testid="citation-chip"]');
+    const sources = await chips.evaluateAll((els) => els.map((e) => ({ n: e.dataset.n, source: e.dataset.source, origin: e.dataset.origin, title: e.title })));
+    console.log(`# summary chips: ${JSON.stringify(sources)}`);
+    assert.ok(sources.length > 0, 'no chips under the summary');
+    for (const c of sources) {
+      assert.equal(c.source, ARTICLE_URL);
+      for (const trap of TRAPS) assert.ok(!c.title.includes(trap), `${trap} in a chip`);
+    }
+    await article.bringToFront();
+    await chips.first().click();
+    await until(
+      'the chip to report whether its passage was found on the page',
+      () => ['true', 'false'].includes(document.querySelector('[data-testid="page-citations"] [data-testid="citation-chip"]')?.dataset.found ?? ''),
+      null,
+      MINUTE,
+    );
+    assert.equal(await chips.first().getAttribute('data-found'), 'true', 'page.highlight did not find the passage in the article');
+    const highlighted = await article.evaluate(() => {
+      const hl = CSS.highlights.get('hearth');
+      return hl ? [...hl].map((r) => r.toString()).join(' ') : null;
+    });
+    console.log(`# highlighted in the article: ${JSON.stringify(highlighted?.slice(0, 200) ?? null)}`);
+    if (highlighted !== null) assert.ok(highlighted.length > 0, 'an empty highlight');
+    await article.screenshot({ path: join(SCREENSHOTS, 'panel-article-highlight.png') }).catch(() => {});
+
+    // The panel was a background tab while it streamed (the article was in front), so animation
+    // frames were held back: once it is visible again, what it shows must still be the final answer.
+    await panel.bringToFront();
+    await panel.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
+    await checkShown(out, written.summary, 'the summary, once the panel is visible again');
   });
+});
+
+test('b2. This page: the capture holds the article and none of its hidden text', async () => {
   await step('capture', ['open'], async () => {
+    if (article === undefined) {
+      article = await h.ctx.newPage();
+      await article.goto(ARTICLE_URL);
+    }
     await article.bringToFront();
     const answer = await rpc(panel, { type: 'page.capture' }, 2 * MINUTE);
     assert.equal(answer.kind, 'result', `page.capture failed: ${answer.error}`);
@@ -372,11 +449,17 @@ test('c. Library: a PDF and a Markdown file are parsed, embedded and listed', as
 test('d. Chat over the library cites page 2 of the PDF, and the passage viewer shows it', async () => {
   await step('chat', ['library-upload', 'models'], async () => {
     const message = await askInChat();
+    written.chat = (await lastCall('assistant.chat')).pieces.join('');
+    await checkShown(message.locator('.msg-body'), written.chat, 'the chat answer');
     const passage = await checkVarnholmCitation(message).catch(async (e) => {
       await logRetrieval(); // which sources retrieval gave, to tell retrieval from the model's choice
       throw e;
     });
     console.log(`# passage: ${JSON.stringify(passage.slice(0, 200))}`);
+    // Still the final answer once the panel (a background tab until now) paints again.
+    await panel.bringToFront();
+    await panel.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
+    await checkShown(message.locator('.msg-body'), written.chat, 'the chat answer, once the panel is visible again');
   });
 });
 
@@ -431,6 +514,15 @@ test('f. After the service worker stops, the library comes back from OPFS and an
     const message = await askInChat();
     await checkVarnholmCitation(message);
   });
+});
+
+// The random test model answers greedily with newlines only (measured: 384 pieces of "\n" for the
+// summary and each chat answer), so the panel shows its blank-answer notice. The plumbing is
+// checked above (pieces streamed, output states, what the panel shows, chips); this asks for a
+// test model whose greedy output is words, so that the panel's rendering of real text is covered.
+test('the model wrote words (summary, chat answer)', { todo: 'test-tiny writes only newlines' }, () => {
+  assert.ok((written.summary ?? '').trim().length > 0, `the summary is blank: ${JSON.stringify((written.summary ?? '').slice(0, 40))}`);
+  assert.ok((written.chat ?? '').trim().length > 0, `the chat answer is blank: ${JSON.stringify((written.chat ?? '').slice(0, 40))}`);
 });
 
 test('g. no request left the extension (but the test page), and no unexpected errors', async () => {
