@@ -68,6 +68,8 @@ export function setupChatTab(ctx: PanelContext): void {
     scroll();
     let streamed = '';
     const render = throttled(() => {
+      // A frame can fire after the final answer was shown: never redraw over it.
+      if (m.el.dataset.state !== 'streaming') return;
       m.body.replaceChildren(renderMarkdown(streamed));
       scroll();
     });

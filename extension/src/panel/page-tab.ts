@@ -22,7 +22,10 @@ export function setupPageTab(ctx: PanelContext): { prefillFromSelection(cap: Pag
 
   let running: AbortController | null = null;
   let streamed = '';
-  const render = throttled(() => output.replaceChildren(renderMarkdown(streamed)));
+  // A frame can fire after the final answer was shown: only an output still streaming is redrawn.
+  const render = throttled(() => {
+    if (output.dataset.state === 'streaming') output.replaceChildren(renderMarkdown(streamed));
+  });
 
   const step = (text: string): void => {
     stepLine.textContent = text;
