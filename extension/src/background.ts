@@ -55,16 +55,34 @@ async function activeTab(): Promise<chrome.tabs.Tab & { id: number }> {
   return tab as chrome.tabs.Tab & { id: number };
 }
 
-/** Runs the content script in `tabId` and returns what `__hearth.capture()` took. */
+/** What `content.js` defines in the tab's isolated world. */
+interface PageApi {
+  capture(): unknown;
+  highlight(quote: string): boolean;
+}
+
+/** Injects `content.js` into `tabId` (again each time: a reloaded page has lost it, and defining
+ *  it twice is harmless), then runs `capture()` or `highlight(quote)` there. */
+async function inPage(tabId: number, quote?: string): Promise<unknown> {
+  await chrome.scripting.executeScript({ target: { tabId }, files: ['content.js'] });
+  const [res] = await chrome.scripting.executeScript({
+    target: { tabId },
+    // Serialised into the page: it may use only its arguments.
+    func: (q: string | null) => {
+      const api = (globalThis as unknown as { __hearth: PageApi }).__hearth;
+      return q === null ? api.capture() : api.highlight(q);
+    },
+    args: [quote ?? null],
+  });
+  return res?.result;
+}
+
+/** The main content of the page in `tabId`. */
 async function capturePage(tabId: number): Promise<PageCapture> {
   try {
-    await chrome.scripting.executeScript({ target: { tabId }, files: ['content.js'] });
-    const [res] = await chrome.scripting.executeScript({
-      target: { tabId },
-      func: () => (globalThis as unknown as { __hearth: { capture(): unknown } }).__hearth.capture(),
-    });
-    if (!isPageCapture(res?.result)) throw new Error('the page gave no text');
-    return res.result;
+    const capture = await inPage(tabId);
+    if (!isPageCapture(capture)) throw new Error('the page gave no text');
+    return capture;
   } catch (e) {
     throw new Error(
       `Hearth cannot read this page (${e instanceof Error ? e.message : String(e)}). Browser pages, the Web Store and ` +
@@ -92,28 +110,7 @@ const handlers: Handlers = {
       engine.refreshCounts(h);
       return { url: req.parsed.doc.source, chunks };
     }),
-  'page.highlight': async (req) => {
-    const tab = await activeTab();
-    const [res] = await chrome.scripting.executeScript({
-      target: { tabId: tab.id },
-      func: (q: string) => {
-        const api = (globalThis as unknown as { __hearth?: { highlight(q: string): boolean } }).__hearth;
-        return api === undefined ? null : api.highlight(q);
-      },
-      args: [req.quote],
-    });
-    if (res?.result === null) {
-      // The page was reloaded since it was read: inject again and retry once.
-      await chrome.scripting.executeScript({ target: { tabId: tab.id }, files: ['content.js'] });
-      const [again] = await chrome.scripting.executeScript({
-        target: { tabId: tab.id },
-        func: (q: string) => (globalThis as unknown as { __hearth: { highlight(q: string): boolean } }).__hearth.highlight(q),
-        args: [req.quote],
-      });
-      return { found: again?.result === true };
-    }
-    return { found: res?.result === true };
-  },
+  'page.highlight': async (req) => ({ found: (await inPage((await activeTab()).id, req.quote)) === true }),
   'library.list': () => engine.task(async (h) => wasm.call('documents', () => h.documents())),
   'library.add': (req, ctx) =>
     engine.task(async (h) => {

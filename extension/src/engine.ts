@@ -147,9 +147,13 @@ async function loadEncoder(h: hearth.Hearth): Promise<void> {
     const files: Record<string, Uint8Array> = {};
     let done = 0;
     for (const [key, name] of entries) {
-      const path = `${ENCODER_DIR}/${name}`;
-      if (OPTIONAL_ENCODER_FILES.has(key) && !(await hasPackaged(path))) continue;
-      files[key] = await packaged(path);
+      // One request per file (a missing package file fails the fetch): optional ones may be absent.
+      const res = await fetch(chrome.runtime.getURL(`${ENCODER_DIR}/${name}`)).catch(() => null);
+      if (res === null || !res.ok) {
+        if (OPTIONAL_ENCODER_FILES.has(key)) continue;
+        throw new Error(`${ENCODER_DIR}/${name} is missing from the extension package`);
+      }
+      files[key] = new Uint8Array(await res.arrayBuffer());
       setLoad('encoder', { state: 'loading', done: ++done, total: entries.length });
     }
     await call('loadEncoder', () => h.loadEncoder(files));

@@ -178,6 +178,7 @@ pub struct Summary {
 }
 
 /// A summary of sections `first..=last` (1-based section numbers).
+#[derive(Clone)]
 struct Partial {
     first: usize,
     last: usize,
@@ -264,11 +265,7 @@ pub async fn summarize<G: Generator>(
         for (g, (range, prompt)) in groups.iter().enumerate() {
             if range.len() == 1 {
                 // Alone in its group: already a summary, carried over as it is.
-                next.extend(partials.get(range.start).map(|p| Partial {
-                    first: p.first,
-                    last: p.last,
-                    text: p.text.clone(),
-                }));
+                next.extend(partials.get(range.start).cloned());
                 continue;
             }
             if !on_step(Step::Reduce {

@@ -66,12 +66,8 @@ pub enum Scope {
 /// A citation with where it lives and its passage (what the panel shows or highlights).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CitationView {
-    pub n: usize,
-    pub source: String,
-    pub title: String,
-    pub heading: String,
-    pub page: Option<u32>,
-    pub span: [usize; 2],
+    #[serde(flatten)]
+    pub citation: Citation,
     /// `page` (the captured tab) or `library`.
     pub origin: &'static str,
     pub quote: String,
@@ -371,12 +367,7 @@ impl HearthCore {
     fn view(&self, c: &Citation) -> CitationView {
         let (origin, quote) = self.quote(&c.source, c.span);
         CitationView {
-            n: c.n,
-            source: c.source.clone(),
-            title: c.title.clone(),
-            heading: c.heading.clone(),
-            page: c.page,
-            span: c.span,
+            citation: c.clone(),
             origin,
             quote,
         }

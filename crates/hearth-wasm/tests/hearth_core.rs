@@ -136,11 +136,11 @@ fn library_answers_cite_the_document_with_its_passage() {
     // Only the lighthouse chunk clears the relevance floor, so it is the one source and whatever
     // the random model writes, the citation it chooses is that chunk.
     assert_eq!(a.sources.len(), 1, "{:?}", a.sources);
-    assert_eq!(a.sources[0].source, "varnholm.md");
+    assert_eq!(a.sources[0].citation.source, "varnholm.md");
     assert_eq!(a.sources[0].origin, "library");
     assert!(a.sources[0].quote.contains("Ingrid Solberg"));
     // The random model may write nothing worth citing; what it cites can only be that source.
-    assert!(a.citations.iter().all(|c| c.n == 1), "{a:?}");
+    assert!(a.citations.iter().all(|c| c.citation.n == 1), "{a:?}");
     assert!(a.text.starts_with(streamed.trim_end()) || streamed.starts_with(a.text.trim_end()));
 
     // Unrelated questions are answered honestly without the model.
@@ -230,5 +230,5 @@ fn a_lost_device_is_rebuilt_and_the_library_survives() {
         &mut quiet,
     ))
     .unwrap();
-    assert_eq!(a.sources[0].source, "varnholm.md");
+    assert_eq!(a.sources[0].citation.source, "varnholm.md");
 }
