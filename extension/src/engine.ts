@@ -121,6 +121,9 @@ async function start(): Promise<hearth.Hearth> {
   });
   status.gpu = 'ok';
   status.gpu_error = null;
+  // Both models count as loading from here, so the panel never sees a moment that looks ready
+  // (encoder done, generator not started yet).
+  status.generator = { state: 'loading', done: 0, total: 1, model: await activeModel() };
   changed();
   await loadEncoder(h);
   await openLibrary(h);
@@ -136,6 +139,7 @@ async function rebuild(h: hearth.Hearth): Promise<void> {
   await call('resetGpu', () => h.resetGpu());
   status.gpu = 'ok';
   status.rebuilds += 1;
+  status.generator = { state: 'loading', done: 0, total: 1, model: await activeModel() };
   await loadEncoder(h);
   await loadGenerator(h, await activeModel());
 }
