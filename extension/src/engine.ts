@@ -91,7 +91,16 @@ export function task<T>(f: (h: hearth.Hearth) => Promise<T>): Promise<T> {
 
 /** Starts the engine if it is not up (the panel calls `status` on open). */
 export function warmUp(): void {
+  // Said before the first await, so the status this call returns already says "loading".
+  if (engine === null && starting === null) markStarting();
   task(async () => undefined).catch((e: unknown) => console.warn('hearth: engine start failed', e));
+}
+
+/** The engine is starting: both models count as loading until each says otherwise. */
+function markStarting(): void {
+  if (status.encoder.state !== 'loading') status.encoder = { state: 'loading', done: 0, total: 1, model: ENCODER_NAME };
+  if (status.generator.state !== 'loading') status.generator = { state: 'loading', done: 0, total: 1, model: status.generator.model };
+  changed();
 }
 
 async function ensure(): Promise<hearth.Hearth> {
@@ -99,9 +108,21 @@ async function ensure(): Promise<hearth.Hearth> {
     if (engine.deviceLost()) await rebuild(engine);
     return engine;
   }
-  starting ??= start().finally(() => {
-    starting = null;
-  });
+  if (starting === null) {
+    markStarting();
+    starting = start()
+      .catch((e: unknown) => {
+        // Nothing is loading any more: say why on both, so the panel does not wait forever.
+        const message = errorText(e);
+        for (const which of ['encoder', 'generator'] as const) {
+          if (status[which].state === 'loading') setLoad(which, { state: 'error', message });
+        }
+        throw e;
+      })
+      .finally(() => {
+        starting = null;
+      });
+  }
   return starting;
 }
 
@@ -121,9 +142,7 @@ async function start(): Promise<hearth.Hearth> {
   });
   status.gpu = 'ok';
   status.gpu_error = null;
-  // Both models count as loading from here, so the panel never sees a moment that looks ready
-  // (encoder done, generator not started yet).
-  status.generator = { state: 'loading', done: 0, total: 1, model: await activeModel() };
+  status.generator = { ...status.generator, model: await activeModel() };
   changed();
   await loadEncoder(h);
   await openLibrary(h);
