@@ -78,7 +78,10 @@ test('a malformed request gets no answer and does not crash the worker', async (
     () =>
       new Promise((resolve) => {
         const port = chrome.runtime.connect({ name: 'hearth-rpc' });
-        port.onMessage.addListener(() => resolve(true));
+        // Status events are broadcast to every port; only a reply to this call counts.
+        port.onMessage.addListener((msg) => {
+          if (msg && msg.id === 7) resolve(true);
+        });
         port.postMessage({ id: 7, request: { type: 'no.such.thing' } });
         setTimeout(() => resolve(false), 500);
       }),
