@@ -1,6 +1,7 @@
 //! `hearth bench`: prefill and decode speed on the current adapter with random weights of
 //! Llama-3.2-1B's exact shapes (INT4), so it needs no download.
 
+use std::path::Path;
 use std::time::Instant;
 
 use hearth_gpu::WeightFormat;
@@ -10,6 +11,8 @@ use hearth_models::LlamaConfig;
 
 use crate::model;
 use crate::run::CliError;
+
+const RANDOM: &str = "Llama-3.2-1B shapes, random INT4 (group 32) weights, tied embeddings";
 
 fn prompt(n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 7919 + 101) % vocab) as u32).collect()
@@ -30,21 +33,26 @@ fn decode(m: &mut Llama, depth: usize, n: usize) -> Result<f64, CliError> {
     m.reset();
     pollster::block_on(m.prefill(&prompt(depth.max(1), m.config().vocab_size)))?;
     pollster::block_on(m.read_token())?;
+    let start = m.position();
     let t = Instant::now();
-    for _ in 0..n {
-        pollster::block_on(m.decode_step())?;
-        pollster::block_on(m.read_token())?;
+    // As `Llama::generate` runs: step k + 1 is queued before the id of step k is read back.
+    pollster::block_on(m.decode_step())?;
+    for i in 1..=n {
+        if i < n {
+            pollster::block_on(m.decode_step())?;
+        }
+        pollster::block_on(m.read_token_at(start + i))?;
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
 pub fn run(
     json: bool,
+    model_path: Option<&Path>,
     decode_tokens: usize,
     prefills: &[usize],
     depths: &[usize],
 ) -> Result<(), CliError> {
-    let config = LlamaConfig::llama_3_2_1b();
     let longest = prefills
         .iter()
         .chain(depths)
@@ -53,8 +61,20 @@ pub fn run(
         .unwrap_or(1)
         .max(1);
     let gpu = model::gpu()?;
-    eprintln!("making random Llama-3.2-1B-shaped INT4 weights …");
-    let weights = LlamaWeights::random(&config, WeightFormat::Q4, 1)?;
+    let (weights, described) = match model_path {
+        // The same file another engine is timed on (e.g. scripts/bench/make_llama1b_gguf.py's).
+        Some(path) => {
+            eprintln!("reading {} …", path.display());
+            let files = hearth_models::load_path(path)?;
+            (files.weights, format!("{}", path.display()))
+        }
+        None => {
+            eprintln!("making random Llama-3.2-1B-shaped INT4 weights …");
+            let config = LlamaConfig::llama_3_2_1b();
+            let w = LlamaWeights::random(&config, WeightFormat::Q4, 1)?;
+            (w, RANDOM.to_string())
+        }
+    };
     let t = Instant::now();
     let opts = LlamaOptions {
         max_context: (longest + decode_tokens + 1).max(4096),
@@ -90,7 +110,7 @@ pub fn run(
     }
     let report = serde_json::json!({
         "device": gpu.describe(),
-        "model": "Llama-3.2-1B shapes, random INT4 (group 32) weights, tied embeddings",
+        "model": described,
         "prefill": prefill_rows,
         "decode": decode_rows,
         "gpu_bytes": m.gpu_bytes(),

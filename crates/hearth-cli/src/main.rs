@@ -103,6 +103,9 @@ enum Command {
         /// Timed runs for --embed-texts (the best is reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Time this model (GGUF, Hugging Face folder or Hearth pack) instead of random weights.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Add files and folders (.html .htm .md .markdown .txt .pdf .docx) to a knowledge index.
     Ingest(knowledge::IngestArgs),
@@ -154,9 +157,10 @@ fn main() -> ExitCode {
             embed_texts,
             encoder,
             runs,
+            model,
         } => match embed_texts {
             Some(texts) => bench_embed::run(json, &texts, encoder.as_deref(), runs),
-            None => bench::run(json, decode_tokens, &prefill, &depths),
+            None => bench::run(json, model.as_deref(), decode_tokens, &prefill, &depths),
         },
         Command::Ingest(args) => knowledge::ingest(&args),
         Command::Search(args) => knowledge::search(&args),

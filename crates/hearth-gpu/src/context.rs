@@ -272,9 +272,19 @@ impl Gpu {
 
     /// Waits (natively) until submitted work is done; on the web the browser drives the queue.
     pub fn poll_wait(&self) {
+        self.poll_until(None);
+    }
+
+    /// Waits (natively) until `submission` (or, given `None`, all submitted work) is done.
+    pub fn poll_until(&self, submission: Option<wgpu::SubmissionIndex>) {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let _ = self.inner.device.poll(wgpu::PollType::wait_indefinitely());
+            let _ = self.inner.device.poll(wgpu::PollType::Wait {
+                submission_index: submission,
+                timeout: None,
+            });
         }
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
     }
 }

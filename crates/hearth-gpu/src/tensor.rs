@@ -191,13 +191,24 @@ pub fn staging(gpu: &Gpu, label: &str, size: u64) -> wgpu::Buffer {
 
 /// Maps `staging` (a MAP_READ buffer whose copy was already submitted) and returns its first `size` bytes.
 pub async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    map_read_after(gpu, staging, size, None).await
+}
+
+/// [`map_read`] that natively waits only for `submission` (the one holding the copy), not for
+/// work submitted after it: a decode step already queued behind the copy keeps the GPU busy.
+pub async fn map_read_after(
+    gpu: &Gpu,
+    staging: &wgpu::Buffer,
+    size: u64,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
     let (tx, rx) = futures_channel::oneshot::channel();
     staging
         .slice(..size)
         .map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-    gpu.poll_wait();
+    gpu.poll_until(submission);
     rx.await
         .map_err(|_| GpuError::Readback("the map callback was dropped (device lost?)".into()))?
         .map_err(|e| GpuError::Readback(e.to_string()))?;

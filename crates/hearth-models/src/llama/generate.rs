@@ -49,34 +49,34 @@ impl Llama {
         }
         self.prefill(prompt).await?;
         loop {
-            let id = self.read_token().await?;
-            if opts.stop_ids.contains(&id) {
-                return Ok(Generation {
-                    tokens,
-                    stop: StopReason::Stop,
-                });
+            let at = self.position();
+            // Queue the next step before reading this token (the GPU history already holds it),
+            // unless this token is the last one anyway; a stop token undoes the queued step.
+            let ahead = tokens.len() + 1 < opts.max_tokens && at < self.max_context();
+            if ahead {
+                self.decode_step().await?;
             }
-            tokens.push(id);
-            if !on_token(id) {
-                return Ok(Generation {
-                    tokens,
-                    stop: StopReason::Cancelled,
-                });
+            let id = self.read_token_at(at).await?;
+            let stop = if opts.stop_ids.contains(&id) {
+                Some(StopReason::Stop)
+            } else {
+                tokens.push(id);
+                if !on_token(id) {
+                    Some(StopReason::Cancelled)
+                } else if tokens.len() >= opts.max_tokens {
+                    Some(StopReason::MaxTokens)
+                } else if at + 1 > self.max_context() {
+                    // The sampled token sits at `at`; feeding it needs one more cache slot.
+                    Some(StopReason::ContextFull)
+                } else {
+                    None
+                }
+            };
+            if let Some(stop) = stop {
+                // The context ends with the last sampled token unfed, as without the queued step.
+                self.truncate(at);
+                return Ok(Generation { tokens, stop });
             }
-            if tokens.len() >= opts.max_tokens {
-                return Ok(Generation {
-                    tokens,
-                    stop: StopReason::MaxTokens,
-                });
-            }
-            // The sampled token sits at `pos`; feeding it needs one more cache slot.
-            if self.position() + 1 > self.max_context() {
-                return Ok(Generation {
-                    tokens,
-                    stop: StopReason::ContextFull,
-                });
-            }
-            self.decode_step().await?;
         }
     }
 }

@@ -94,9 +94,11 @@ pub struct Llama {
     programs: HashMap<(usize, Head), Program>,
     /// Tokens already in the KV cache.
     pos: usize,
-    readback: wgpu::Buffer,
-    /// The position whose token the last submit already copied into `readback`.
-    copied: Option<usize>,
+    /// Two host-readable slots for sampled ids, used by position parity: the id of step `k` can
+    /// be read while step `k + 1` (already submitted) runs.
+    readback: [wgpu::Buffer; 2],
+    /// Per slot: the position whose id a submitted copy put there, and that submission.
+    copied: [Option<(usize, wgpu::SubmissionIndex)>; 2],
     weight_bytes: u64,
 }
 
@@ -173,7 +175,7 @@ impl Llama {
             c.head_dim,
             max_context,
         )?;
-        let readback = hearth_gpu::tensor::staging(gpu, "token readback", 4);
+        let readback = [0, 1].map(|_| hearth_gpu::tensor::staging(gpu, "token readback", 4));
         let model = Self {
             gpu: gpu.clone(),
             embed,
@@ -190,7 +192,7 @@ impl Llama {
             programs: HashMap::new(),
             pos: 0,
             readback,
-            copied: None,
+            copied: [None, None],
             weight_bytes,
             options,
             config: c,
@@ -222,7 +224,7 @@ impl Llama {
     pub fn truncate(&mut self, n: usize) {
         if n < self.pos {
             self.pos = n;
-            self.copied = None;
+            self.copied = [None, None];
         }
     }
     /// GPU memory held by the weights.
@@ -382,17 +384,18 @@ impl Llama {
         }
         self.pos += m;
         // The sampled id rides back in the same command buffer: one submit per decode step.
+        let slot = self.pos % 2;
         if head == Head::Sample {
             enc.copy_buffer_to_buffer(
                 self.tokens.buffer(),
                 4 * self.pos as u64,
-                &self.readback,
+                &self.readback[slot],
                 0,
                 4,
             );
         }
-        self.copied = (head == Head::Sample).then_some(self.pos);
-        self.gpu.queue().submit([enc.finish()]);
+        let submission = self.gpu.queue().submit([enc.finish()]);
+        self.copied[slot] = (head == Head::Sample).then_some((self.pos, submission));
         Ok(())
     }
 
@@ -432,22 +435,44 @@ impl Llama {
 
     /// The sampled token at the end of the context (`tokens[pos]`): the only per-step readback.
     pub async fn read_token(&mut self) -> Result<u32> {
-        if self.copied != Some(self.pos) {
-            let mut enc = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(
-                self.tokens.buffer(),
-                4 * self.pos as u64,
-                &self.readback,
-                0,
-                4,
-            );
-            self.gpu.queue().submit([enc.finish()]);
+        self.read_token_at(self.pos).await
+    }
+
+    /// The token sampled at position `at` (≤ `pos`): after `decode_step` has already queued the
+    /// next step, this waits only for the step that sampled `at`, so the GPU never idles while
+    /// the host reads, detokenizes and decides whether to go on.
+    pub async fn read_token_at(&mut self, at: usize) -> Result<u32> {
+        if at > self.pos {
+            return Err(ModelError::Config(format!(
+                "no token at position {at} (context holds {})",
+                self.pos
+            )));
         }
-        self.copied = None;
-        let bytes = hearth_gpu::tensor::map_read(&self.gpu, &self.readback, 4).await?;
+        let slot = at % 2;
+        let submission = match self.copied[slot].take() {
+            Some((p, s)) if p == at => s,
+            _ => {
+                let mut enc = self
+                    .gpu
+                    .device()
+                    .create_command_encoder(&Default::default());
+                enc.copy_buffer_to_buffer(
+                    self.tokens.buffer(),
+                    4 * at as u64,
+                    &self.readback[slot],
+                    0,
+                    4,
+                );
+                self.gpu.queue().submit([enc.finish()])
+            }
+        };
+        let bytes = hearth_gpu::tensor::map_read_after(
+            &self.gpu,
+            &self.readback[slot],
+            4,
+            Some(submission),
+        )
+        .await?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
