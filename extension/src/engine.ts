@@ -33,6 +33,7 @@ const ACTIVE_MODEL_KEY = 'activeModel';
 const PACKAGED_NAMES: Record<string, string> = {
   default: 'SmolLM2-135M-Instruct (Q4_1, built in)',
   'test-tiny': 'tiny random Llama (tests only)',
+  'test-words': 'tiny fixed-sentence Llama (tests only)',
 };
 
 type Listener = (s: EngineStatus) => void;

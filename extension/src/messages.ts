@@ -202,10 +202,14 @@ export type TaskProgress =
 
 // ---- Requests pages may make, and what each answers ----
 
-/** Models shipped in the package: the embedded default, and a tiny random one for tests. */
+/**
+ * Models shipped in the package: the embedded default; for tests only (in dist/, not in the store
+ * package), a tiny random one and a tiny constructed one that always writes one fixed sentence.
+ */
 export const PACKAGED_MODELS = {
   default: 'models/SmolLM2-135M-Instruct.Q4_1.gguf',
   'test-tiny': 'models/test/tiny-llama.gguf',
+  'test-words': 'models/test/tiny-words.gguf',
 } as const;
 export type PackagedModel = keyof typeof PACKAGED_MODELS;
 
