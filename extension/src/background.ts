@@ -94,6 +94,7 @@ async function capturePage(tabId: number): Promise<PageCapture> {
 const handlers: Handlers = {
   'gpu.info': () => wasm.gpuInfo(),
   'gpu.selfTest': () => wasm.selfTest(),
+  'model.bench': (req) => wasm.bench(req),
   'model.generate': (req, ctx) => wasm.generate(req, (piece) => ctx.progress({ piece }), ctx.signal),
   'page.lastCapture': async () => {
     const got = await chrome.storage.session.get(LAST_CAPTURE_KEY);

@@ -233,9 +233,30 @@ export interface GenerateResult {
   text: string;
 }
 
+/** `hearth bench`'s timing on this browser's WebGPU, random INT4 weights of a named shape. */
+export interface BenchRequest {
+  type: 'model.bench';
+  /** `tiny`: a smoke test that runs in seconds on SwiftShader; `llama-3.2-1b`: the real shapes. */
+  shape: 'tiny' | 'llama-3.2-1b';
+  prefill: number[];
+  depths: number[];
+  decode_tokens: number;
+}
+
+/** `hearth_wasm::BenchReport`. */
+export interface BenchReport {
+  shape: string;
+  gpu: Omit<GpuInfo, 'browser_adapter'>;
+  prefill: { tokens: number; seconds: number; tok_s: number }[];
+  decode: { depth: number; tokens: number; tok_s: number }[];
+  gpu_bytes: number;
+  load_s: number;
+}
+
 export type Request =
   | { type: 'gpu.info' }
   | { type: 'gpu.selfTest' }
+  | BenchRequest
   | { type: 'page.lastCapture' }
   | GenerateRequest
   | { type: 'status' }
@@ -278,6 +299,7 @@ export interface ModelsState {
 export interface Responses {
   'gpu.info': GpuInfo;
   'gpu.selfTest': SelfTestReport;
+  'model.bench': BenchReport;
   'page.lastCapture': PageCapture | null;
   'model.generate': GenerateResult;
   status: EngineStatus;
@@ -302,6 +324,7 @@ export interface Responses {
 export interface Progresses {
   'gpu.info': never;
   'gpu.selfTest': never;
+  'model.bench': never;
   'page.lastCapture': never;
   /** Streamed text pieces. */
   'model.generate': { piece: string };
@@ -413,6 +436,20 @@ function isGenerateRequest(v: Record<string, unknown>): boolean {
   );
 }
 
+const MAX_BENCH_TOKENS = 4096;
+
+function isBenchRequest(v: Record<string, unknown>): boolean {
+  const lengths = (x: unknown) =>
+    Array.isArray(x) && x.length <= 4 && x.every((n) => isCount(MAX_BENCH_TOKENS)(n) && (n as number) > 0);
+  return (
+    (v.shape === 'tiny' || v.shape === 'llama-3.2-1b') &&
+    lengths(v.prefill) &&
+    lengths(v.depths) &&
+    isCount(MAX_BENCH_TOKENS)(v.decode_tokens) &&
+    (v.decode_tokens as number) > 0
+  );
+}
+
 function isDocInput(v: unknown): v is DocInput {
   return (
     isObject(v) &&
@@ -457,6 +494,7 @@ export function isParsedDocument(v: unknown): v is ParsedDocument {
 const REQUEST_SHAPES: { [T in RequestType]: (v: Record<string, unknown>) => boolean } = {
   'gpu.info': () => true,
   'gpu.selfTest': () => true,
+  'model.bench': isBenchRequest,
   'page.lastCapture': () => true,
   'model.generate': isGenerateRequest,
   status: () => true,

@@ -5,7 +5,7 @@
 // does not compile megabytes of wasm.
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
-import { PACKAGED_MODELS, type BrowserAdapterInfo, type GenerateRequest, type GenerateResult, type GpuInfo, type PackagedModel, type SelfTestReport } from './messages.js';
+import { PACKAGED_MODELS, type BenchReport, type BenchRequest, type BrowserAdapterInfo, type GenerateRequest, type GenerateResult, type GpuInfo, type PackagedModel, type SelfTestReport } from './messages.js';
 
 /** The file `make extension` copies next to `background.js`. */
 export const WASM_FILE = 'hearth_wasm_bg.wasm';
@@ -85,6 +85,11 @@ export async function gpuInfo(): Promise<GpuInfo> {
 
 export function selfTest(): Promise<SelfTestReport> {
   return call('selfTest', () => hearth.selfTest());
+}
+
+export function bench(req: BenchRequest): Promise<BenchReport> {
+  const { shape, prefill, depths, decode_tokens } = req;
+  return call('benchLlama', () => hearth.benchLlama({ shape, prefill, depths, decode_tokens }));
 }
 
 /** Context the worker allocates the KV cache for, per model (SwiftShader memory is the system's). */

@@ -78,3 +78,19 @@ test('SmolLM2 from the real GGUF generates a few tokens in the service worker', 
   assert.equal(answer.value.tokens.length, 3);
   assert.ok(answer.value.text.trim().length > 0);
 });
+
+test('the bench runs in the service worker and reports tok/s (SwiftShader: a smoke test)', async () => {
+  // HEARTH_BROWSER_BENCH=llama-3.2-1b times the real shapes (minutes per token on SwiftShader; use a
+  // browser with a real GPU for figures).
+  const shape = process.env.HEARTH_BROWSER_BENCH ?? 'tiny';
+  const req = { type: 'model.bench', shape, prefill: [64], depths: [1, 64], decode_tokens: 8 };
+  const answer = await rpc(page, req, 30 * 60_000);
+  assert.equal(answer.kind, 'result', `model.bench failed: ${answer.error}`);
+  const r = answer.value;
+  console.log(`# browser bench (${shape}): ${JSON.stringify({ prefill: r.prefill, decode: r.decode, gpu_bytes: r.gpu_bytes, load_s: r.load_s })}`);
+  assert.deepEqual(r.prefill.map((p) => p.tokens), [64]);
+  assert.deepEqual(r.decode.map((d) => d.depth), [1, 64]);
+  for (const row of [...r.prefill, ...r.decode]) assert.ok(Number.isFinite(row.tok_s) && row.tok_s > 0, JSON.stringify(row));
+  const refused = await rpc(page, { ...req, decode_tokens: 1 << 20 }, 5_000).catch((e) => ({ kind: 'timeout', error: String(e) }));
+  assert.notEqual(refused.kind, 'result', 'an oversized bench request is refused');
+});

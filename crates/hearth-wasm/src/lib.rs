@@ -7,6 +7,7 @@
 //! The logic lives in plain Rust functions ([`gpu_report`], [`self_test_report`]) that the native
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
+mod bench;
 mod engine;
 pub mod hearth;
 mod hearth_js;
@@ -19,6 +20,7 @@ use hearth_gpu::{elementwise, Gpu, GpuOptions, Program, Tensor};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+pub use bench::{bench_report, BenchReport, BenchRequest};
 pub use engine::{Engine, EngineCore, GenerateRequest, GenerateResult, ModelInfo};
 pub use hearth_js::Hearth;
 pub use library::{ChunkInput, DocInput, DocListing, Library, LibraryCore, UpsertReport};

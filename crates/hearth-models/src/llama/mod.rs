@@ -5,6 +5,7 @@
 //! a decode step is one command buffer whose only readback is the sampled token id. The token history
 //! lives on the GPU: the embedding gather reads `tokens[pos + i]` and sampling writes `tokens[pos + m]`.
 
+pub mod bench;
 mod generate;
 
 use std::collections::HashMap;
