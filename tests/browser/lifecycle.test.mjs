@@ -3,6 +3,9 @@
 // new device, reloads both models from the package and keeps the library index in memory — and
 // answers exactly as before, without reloading the extension.
 //
+// A worker stopped in the middle of an answer fails that call with a clear message in the panel, and
+// the next question starts a new worker that reloads the models and the library and answers.
+//
 // The answering model is `test-words` (tests/fixtures/tiny/tiny-words.gguf): it greedily writes one
 // fixed sentence citing [1], so an answer takes seconds on SwiftShader and can be compared exactly.
 
@@ -97,6 +100,37 @@ test('after the GPU device is destroyed, the engine rebuilds and answers the sam
   assert.equal(s.rebuilds, 1);
   assert.equal(s.generator.model, 'test-words', 'the chosen model is reloaded, not the default');
   assert.equal(s.documents, 1, 'the library index was kept');
+});
+
+/** Sends `QUESTION` in the panel's Chat tab; resolves to the new assistant message once it ends. */
+async function chatInPanel({ stopWorker = false } = {}) {
+  await page.click('[data-testid=tab-chat]');
+  await page.selectOption('[data-testid=chat-scope]', 'library');
+  const assistant = '[data-testid="chat-message"][data-role="assistant"]';
+  const before = await page.locator(assistant).count();
+  await page.fill('[data-testid=chat-input]', QUESTION);
+  await page.click('[data-testid=chat-send]');
+  // The answer takes seconds on SwiftShader: the call is still pending when the worker stops.
+  if (stopWorker) await h.stopServiceWorker(page);
+  await page.waitForFunction(
+    ([sel, n]) => {
+      const all = document.querySelectorAll(sel);
+      return all.length > n && ['done', 'error'].includes(all[all.length - 1].dataset.state);
+    },
+    [assistant, before],
+    { timeout: 5 * MINUTE },
+  );
+  return page.locator(assistant).last();
+}
+
+test('a worker stopped mid-answer fails that question clearly; the next one is answered', async () => {
+  const cut = await chatInPanel({ stopWorker: true });
+  assert.equal(await cut.getAttribute('data-state'), 'error');
+  assert.match(await cut.textContent(), /service worker stopped before answering; please try again/);
+  // A new worker starts on the next message, reloads test-words and the library from OPFS, answers.
+  const next = await chatInPanel();
+  assert.equal(await next.getAttribute('data-state'), 'done', await next.textContent());
+  assert.ok((await next.textContent()).includes(before_loss.text.replace(/\s*\[1\]\.?$/, '').trim().slice(0, 20)));
 });
 
 test('no request left the extension and the worker logged no errors', () => {
