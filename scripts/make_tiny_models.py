@@ -98,14 +98,15 @@ def field_value(field):
     return field.contents(), vtype, sub
 
 
-def write_gguf(smol, path):
-    rng = np.random.default_rng(20240501)
-    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = 64, 128, 4, 2, 16, 2, 4096
-    tokens = smol.fields["tokenizer.ggml.tokens"].contents()
-    vocab = len(tokens)
+# The tiny GGUF fixtures' shape: hidden, FFN, heads, KV heads, head dim, layers, context.
+TINY = (64, 128, 4, 2, 16, 2, 4096)
 
+
+def tiny_writer(smol, path, name):
+    """A GGUFWriter with the tiny fixtures' Llama metadata and SmolLM2's whole tokenizer."""
+    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = TINY
     w = gguf.GGUFWriter(path, "llama")
-    w.add_name("tiny-llama (Hearth test fixture)")
+    w.add_name(name)
     w.add_block_count(layers)
     w.add_context_length(ctx)
     w.add_embedding_length(hidden)
@@ -115,13 +116,23 @@ def write_gguf(smol, path):
     w.add_rope_freq_base(100000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(3)  # MOSTLY_Q4_1
-    w.add_vocab_size(vocab)
+    w.add_vocab_size(len(smol.fields["tokenizer.ggml.tokens"].contents()))
     w.add_rope_dimension_count(head_dim)
     for key, field in smol.fields.items():
         if key.startswith("tokenizer."):
             val, vtype, sub = field_value(field)
             w.add_key_value(key, val, vtype, sub_type=sub)
     w.add_quantization_version(2)
+    return w
+
+
+def write_gguf(smol, path):
+    rng = np.random.default_rng(20240501)
+    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = TINY
+    tokens = smol.fields["tokenizer.ggml.tokens"].contents()
+    vocab = len(tokens)
+
+    w = tiny_writer(smol, path, "tiny-llama (Hearth test fixture)")
 
     embed = rng.normal(0.0, 1.0, size=(vocab, hidden)).astype(np.float32)
     w.add_tensor("token_embd.weight", gguf.quants.quantize(embed, Q.Q8_0), raw_dtype=Q.Q8_0)
@@ -144,7 +155,7 @@ WORDS_NEXT = 4.0
 
 def write_words_gguf(smol, path):
     rng = np.random.default_rng(20240503)
-    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = 64, 128, 4, 2, 16, 2, 4096
+    hidden, ffn, heads, kv_heads, head_dim, layers, ctx = TINY
     tokens = smol.fields["tokenizer.ggml.tokens"].contents()
     vocab = len(tokens)
     end = tokens.index("<|im_end|>")
@@ -155,24 +166,7 @@ def write_words_gguf(smol, path):
     assert n <= 31 and n + 1 <= 32
     IN, OUT = 1, 32  # first input-code dim, first output-code dim
 
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("tiny-words (Hearth test fixture: writes a fixed sentence)")
-    w.add_block_count(layers)
-    w.add_context_length(ctx)
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(ffn)
-    w.add_head_count(heads)
-    w.add_head_count_kv(kv_heads)
-    w.add_rope_freq_base(100000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(3)  # MOSTLY_Q4_1
-    w.add_vocab_size(vocab)
-    w.add_rope_dimension_count(head_dim)
-    for key, field in smol.fields.items():
-        if key.startswith("tokenizer."):
-            val, vtype, sub = field_value(field)
-            w.add_key_value(key, val, vtype, sub_type=sub)
-    w.add_quantization_version(2)
+    w = tiny_writer(smol, path, "tiny-words (Hearth test fixture: writes a fixed sentence)")
 
     embed = np.zeros((vocab, hidden), dtype=np.float32)
     embed[:, 0] = 1.0
