@@ -101,11 +101,13 @@ fn check(index: &DenseIndex, live: &HashMap<u64, Vec<f32>>, queries: &[Vec<f32>]
             .collect();
         assert_eq!(exact, exact_top_k(&items, q, k));
     }
-    // Every live vector finds itself first (cosine 1), wherever it lives.
+    // Every live vector finds itself (cosine 1), wherever it lives. HNSW is approximate and
+    // instant-distance builds its graph in parallel (a different graph each run): a k = 1 search
+    // missed a node once in CI-like runs, so the check asks for it among the top 10.
     for (id, v) in live.iter().take(40) {
-        let top = index.search(v, 1).unwrap();
+        let top = index.search(v, 10).unwrap();
         assert!(
-            (top[0].1 - 1.0).abs() < 1e-4,
+            top.iter().any(|h| h.0 == *id && (h.1 - 1.0).abs() < 1e-4),
             "self-similarity of {id}: {:?}",
             top
         );
