@@ -88,7 +88,7 @@ test-browser:
 	@echo '== browser tests: extension/dist in Chromium with WebGPU (SwiftShader)'
 	node --test tests/browser/
 
-# Only the side panel end to end (~13 min on SwiftShader: three answers of 384 tokens).
+# Only the side panel end to end (~3 min on SwiftShader, test-words answering).
 test-e2e:
 	node --test tests/browser/panel.test.mjs
 
