@@ -7,6 +7,7 @@
 //! The logic lives in plain Rust functions ([`gpu_report`], [`self_test_report`]) that the native
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
+mod convert;
 mod engine;
 pub mod hearth;
 mod hearth_js;
