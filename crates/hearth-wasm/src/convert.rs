@@ -167,7 +167,9 @@ pub fn convert_hf_folder(
     let src = BlobSource {
         files,
         reader: FileReaderSync::new().map_err(|_| {
-            JsError::new("FileReaderSync is unavailable: the converter must run in a dedicated worker")
+            JsError::new(
+                "FileReaderSync is unavailable: the converter must run in a dedicated worker",
+            )
         })?,
     };
     if !src.exists(CONFIG) {
