@@ -11,6 +11,7 @@
 import init, * as hearth from '../pkg/hearth_wasm.js';
 import { convertHfFolder } from './hf-import.js';
 import type { ConvertPhase } from './panel/convert-protocol.js';
+import { formatBytes } from './panel/dom.js';
 
 /** Bytes read, hashed and written at a time. */
 const CHUNK = 8 * 1024 * 1024;
@@ -236,5 +237,5 @@ async function importHf(
       : r.verified.length > 0
         ? `its config matches ${r.claimed}; ${r.verified.length} of ${sources} files match the sha256 in Hearth's manifest`
         : `its config matches ${r.claimed}; sha256 of its ${sources} files computed, but Hearth's manifest has no sha256 to compare with`;
-  return { id, summary: `Converted ${folder || id} to a Hearth pack (${r.manifest.quantization}, ${size} bytes): ${check}.` };
+  return { id, summary: `Converted ${folder || id} to a Hearth pack (${r.manifest.quantization}, ${formatBytes(size)}): ${check}.` };
 }
