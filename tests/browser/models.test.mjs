@@ -122,6 +122,7 @@ async function opfsHashes(id) {
 
 test('a Hugging Face folder with a damaged safetensors header fails clearly and leaves nothing in OPFS', async () => {
   const { message: m } = await importAndWatch(join(packs, 'hf-bad-header'));
+  console.log(`# ${m}`);
   assert.match(m, /Could not import/);
   assert.match(m, /model-00001-of-00002\.safetensors/, m);
   assert.match(m, /safetensors/);
@@ -131,12 +132,14 @@ test('a Hugging Face folder with a damaged safetensors header fails clearly and 
 
 test('a Hugging Face folder missing a shard fails clearly and leaves nothing in OPFS', async () => {
   const { message: m } = await importAndWatch(join(packs, 'hf-missing-shard'));
+  console.log(`# ${m}`);
   assert.match(m, /no file model-00002-of-00002\.safetensors/, m);
   assert.ok(!(await opfsModels()).includes('hf-missing-shard'), 'a partial folder was left in OPFS');
 });
 
 test('a folder named Llama-3.2-1B-Instruct whose config.json is not that model is refused', async () => {
   const { message: m } = await importAndWatch(join(packs, 'Llama-3.2-1B-Instruct'));
+  console.log(`# ${m}`);
   assert.match(m, /hidden_size = 64, but Llama-3\.2-1B-Instruct has hidden_size = 2048/, m);
   assert.ok(!(await opfsModels()).includes('llama-3.2-1b-instruct'));
 });

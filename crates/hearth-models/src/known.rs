@@ -73,4 +73,29 @@ mod tests {
         assert!(e.contains("tie_word_embeddings = null"), "{e}");
         assert!(check_hf_config("M", b"{nope", &want).is_err());
     }
+
+    /// The shipped manifest's `hf_config` is what Llama-3.2-1B-Instruct's config.json says, so a
+    /// config built from the same values passes and is a valid Llama config; the tiny fixture fails.
+    #[test]
+    fn the_llama_manifest_accepts_its_own_config_only() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let m: Value = serde_json::from_slice(
+            &std::fs::read(root.join("manifest/llama-3.2-1b-instruct.json")).unwrap(),
+        )
+        .unwrap();
+        let want = &m["hf_config"];
+        let config = serde_json::to_vec(want).unwrap();
+        check_hf_config("Llama-3.2-1B-Instruct", &config, want).unwrap();
+        let c = crate::safetensors::parse_hf_config(&config).unwrap();
+        assert_eq!(
+            (c.hidden_size, c.num_hidden_layers, c.head_dim),
+            (2048, 16, 64)
+        );
+        assert_eq!((c.num_attention_heads, c.num_key_value_heads), (32, 8));
+        assert_eq!((c.vocab_size, c.intermediate_size), (128256, 8192));
+        assert!(c.rope_scaling.is_some() && c.tie_word_embeddings);
+        let tiny =
+            std::fs::read(root.join("tests/fixtures/tiny/tiny-llama3-hf/config.json")).unwrap();
+        assert!(check_hf_config("Llama-3.2-1B-Instruct", &tiny, want).is_err());
+    }
 }
