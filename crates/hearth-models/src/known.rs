@@ -10,8 +10,20 @@ use crate::error::{ModelError, Result};
 /// `config.json`; nested objects are compared key by key, numbers as numbers: 32 equals 32.0).
 /// The error names every value that differs.
 pub fn check_hf_config(model: &str, config_json: &[u8], expected: &Value) -> Result<()> {
-    let found: Value = serde_json::from_slice(config_json)
+    let mut found: Value = serde_json::from_slice(config_json)
         .map_err(|e| ModelError::Config(format!("config.json: {e}")))?;
+    // Older configs leave `head_dim` out: transformers then derives it (as `parse_hf_config` does).
+    if let Some(obj) = found
+        .as_object_mut()
+        .filter(|o| !o.contains_key("head_dim"))
+    {
+        let get = |k: &str| obj.get(k).and_then(Value::as_u64);
+        if let (Some(h), Some(n)) = (get("hidden_size"), get("num_attention_heads")) {
+            if n > 0 && h % n == 0 {
+                obj.insert("head_dim".into(), Value::from(h / n));
+            }
+        }
+    }
     let mut diffs = Vec::new();
     compare("", &found, expected, &mut diffs);
     if diffs.is_empty() {
@@ -72,6 +84,21 @@ mod tests {
             .to_string();
         assert!(e.contains("tie_word_embeddings = null"), "{e}");
         assert!(check_hf_config("M", b"{nope", &want).is_err());
+
+        // A config without head_dim has the one transformers derives.
+        let want = serde_json::json!({ "head_dim": 64 });
+        check_hf_config(
+            "M",
+            br#"{"hidden_size": 2048, "num_attention_heads": 32}"#,
+            &want,
+        )
+        .unwrap();
+        assert!(check_hf_config(
+            "M",
+            br#"{"hidden_size": 2048, "num_attention_heads": 16}"#,
+            &want
+        )
+        .is_err());
     }
 
     /// The shipped manifest's `hf_config` is what Llama-3.2-1B-Instruct's config.json says, so a
