@@ -3,8 +3,8 @@
 // bundles and copies, so it is fast and can run on its own: `node build.mjs`.
 //
 // One bundle per entry point: the service worker is an ES module (manifest `type: module`, static
-// imports only), the side panel a module script, the parse worker a module worker (each loads its
-// own instance of the engine's wasm), and the content script a classic IIFE because
+// imports only), the side panel a module script, the parse and convert workers module workers (each
+// loads its own instance of the engine's wasm), and the content script a classic IIFE because
 // `chrome.scripting.executeScript({ files })` injects classic scripts (Readability is bundled in).
 
 import { build } from 'esbuild';
@@ -37,7 +37,7 @@ const common = {
 };
 await build({
   ...common,
-  entryPoints: { background: 'src/background.ts', sidepanel: 'src/sidepanel.ts', parser: 'src/parser.ts' },
+  entryPoints: { background: 'src/background.ts', sidepanel: 'src/sidepanel.ts', parser: 'src/parser.ts', converter: 'src/converter.ts' },
   format: 'esm',
   outdir: dist,
   absWorkingDir: root,
@@ -98,6 +98,21 @@ writeFileSync(
     'models/test/tiny-words.gguf': statSync(join(dist, 'models', 'test', 'tiny-words.gguf')).size,
   }),
 );
+// The models manifest/ describes by their Hugging Face config.json (e.g. Llama-3.2-1B-Instruct, which
+// users bring themselves): the convert worker checks a folder that claims to be one of them.
+const manifests = join(root, '..', 'manifest');
+const known = readdirSync(manifests)
+  .filter((f) => f.endsWith('.json'))
+  .sort()
+  .map((f) => JSON.parse(readFileSync(join(manifests, f), 'utf8')))
+  .filter((m) => m.hf_config !== undefined)
+  .map((m) => ({
+    name: m.display_name,
+    claims: m.claims,
+    hf_config: m.hf_config,
+    files: m.files.map((f) => ({ path: f.path, size: f.size ?? null, sha256: f.sha256 ?? null })),
+  }));
+writeFileSync(join(dist, 'models', 'known-models.json'), JSON.stringify(known));
 /** Test-only files that stay out of the store package. */
 const TEST_ONLY = join('models', 'test');
 

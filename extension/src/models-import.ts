@@ -1,15 +1,17 @@
 // Importing a model folder the user chose (`<input type=file webkitdirectory>`) into OPFS.
 //
-// Only Hearth packs are accepted: a folder with a `manifest.json` of `format: "hearth-pack"` that
-// lists every file with its size and sha256. Each file is copied to OPFS `models/<id>/<path>` in
-// chunks (so gigabyte files never sit in memory) and hashed while it is copied with the engine's
-// wasm `Sha256`; any mismatch deletes the partial folder. The manifest is written last, so a
-// folder without one is never a finished import. The caller then tells the worker
-// (`models.imported`).
+// A Hearth pack (a folder with a `manifest.json` of `format: "hearth-pack"` that lists every file
+// with its size and sha256) is copied: each file goes to OPFS `models/<id>/<path>` in chunks (so
+// gigabyte files never sit in memory) and is hashed while it is copied with the engine's wasm
+// `Sha256`; any mismatch deletes the partial folder. A Hugging Face Llama folder (`config.json` and
+// safetensors) is converted into a pack in the convert worker (`hf-import.ts`). Either way the
+// manifest is written last, so a folder without one is never a finished import. The caller then
+// tells the worker (`models.imported`).
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
-
-export const HF_REFUSAL = 'Convert it first: hearth convert --model <folder> --out <pack> (the browser loads Hearth packs)';
+import { convertHfFolder } from './hf-import.js';
+import type { ConvertPhase } from './panel/convert-protocol.js';
+import { formatBytes } from './panel/dom.js';
 
 /** Bytes read, hashed and written at a time. */
 const CHUNK = 8 * 1024 * 1024;
@@ -28,10 +30,19 @@ export interface PackManifest {
 }
 
 export interface ImportProgress {
+  /** Copying a pack's files, or one of the steps of converting a Hugging Face folder. */
+  phase: 'copying' | ConvertPhase;
+  /** Bytes (copying, hashing, writing) or tensors (quantising) done so far. */
   copied: number;
   total: number;
-  /** The file being copied. */
+  /** The file being copied or hashed. */
   path: string;
+}
+
+/** What was imported, in words for the panel. */
+export interface ImportResult {
+  id: string;
+  summary: string;
 }
 
 /** A model id from a folder name: lower case, safe characters, at most 64. */
@@ -130,7 +141,7 @@ export async function importModelFolder(
   chosen: File[],
   onProgress: (p: ImportProgress) => void,
   signal?: AbortSignal,
-): Promise<{ id: string; manifest: PackManifest }> {
+): Promise<ImportResult> {
   if (chosen.length === 0) throw new Error('the folder is empty');
   const byPath = new Map<string, File>();
   let folder = '';
@@ -142,9 +153,8 @@ export async function importModelFolder(
   }
   const manifestFile = byPath.get('manifest.json');
   if (manifestFile === undefined) {
-    const names = [...byPath.keys()];
-    if (names.includes('config.json') && names.some((n) => n.endsWith('.safetensors'))) throw new Error(HF_REFUSAL);
-    throw new Error('this folder is not a Hearth pack (it has no manifest.json)');
+    if (byPath.has('config.json')) return importHf(folder, byPath, onProgress, signal);
+    throw new Error('this folder is neither a Hearth pack (manifest.json) nor a Hugging Face model (config.json)');
   }
   let parsed: unknown;
   try {
@@ -173,7 +183,7 @@ export async function importModelFolder(
   await models.removeEntry(id, { recursive: true }).catch(() => undefined);
   const dir = await models.getDirectoryHandle(id, { create: true });
   let copied = 0;
-  onProgress({ copied, total, path: '' });
+  onProgress({ phase: 'copying', copied, total, path: '' });
   try {
     for (const f of manifest.files) {
       const got = await copyHashed(
@@ -182,7 +192,7 @@ export async function importModelFolder(
         byPath.get(f.path)!,
         (n) => {
           copied += n;
-          onProgress({ copied, total, path: f.path });
+          onProgress({ phase: 'copying', copied, total, path: f.path });
         },
         signal,
       );
@@ -198,5 +208,34 @@ export async function importModelFolder(
     await models.removeEntry(id, { recursive: true }).catch(() => undefined);
     throw e;
   }
-  return { id, manifest };
+  return { id, summary: `Imported ${manifest.name ?? id}: its files match the manifest.` };
+}
+
+/** Converts a Hugging Face folder (its top-level files; subfolders such as `original/` are not
+ *  part of a safetensors checkpoint) into a pack in OPFS. */
+async function importHf(
+  folder: string,
+  byPath: Map<string, File>,
+  onProgress: (p: ImportProgress) => void,
+  signal: AbortSignal | undefined,
+): Promise<ImportResult> {
+  const id = sanitizeId(folder || 'model');
+  const files: Record<string, File> = {};
+  for (const [path, file] of byPath) if (!path.includes('/') && !path.startsWith('.')) files[path] = file;
+  const r = await convertHfFolder(
+    id,
+    folder,
+    files,
+    (p) => onProgress({ phase: p.phase, copied: p.done, total: p.total, path: p.file ?? '' }),
+    signal,
+  );
+  const size = r.manifest.files.reduce((s, f) => s + f.size, 0);
+  const sources = Object.keys(r.hashes).length;
+  const check =
+    r.claimed === null
+      ? `sha256 of its ${sources} files computed (no manifest in Hearth lists this model)`
+      : r.verified.length > 0
+        ? `its config matches ${r.claimed}; ${r.verified.length} of ${sources} files match the sha256 in Hearth's manifest`
+        : `its config matches ${r.claimed}; sha256 of its ${sources} files computed, but Hearth's manifest has no sha256 to compare with`;
+  return { id, summary: `Converted ${folder || id} to a Hearth pack (${r.manifest.quantization}, ${formatBytes(size)}): ${check}.` };
 }

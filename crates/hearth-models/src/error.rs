@@ -9,6 +9,9 @@ pub enum ModelError {
         path: String,
         source: std::io::Error,
     },
+    /// A file the model folder should hold but does not (a shard, config.json, ...).
+    #[error("the model folder has no file {0}")]
+    MissingFile(String),
     /// A malformed or truncated GGUF file.
     #[error("bad GGUF file: {0}")]
     Gguf(String),

@@ -7,11 +7,13 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod gguf;
+pub mod known;
 pub mod llama;
 pub mod loader;
 pub mod pack;
 pub mod reference;
 pub mod safetensors;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 

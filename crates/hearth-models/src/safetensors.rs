@@ -173,24 +173,22 @@ pub(crate) fn is_plain_file_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
+pub use checkpoint::{load_hf, load_hf_with};
 #[cfg(not(target_arch = "wasm32"))]
-pub use dir::{load_hf_dir, load_hf_dir_with};
+pub use checkpoint::{load_hf_dir, load_hf_dir_with};
 
-#[cfg(not(target_arch = "wasm32"))]
-mod dir {
+mod checkpoint {
     use std::collections::BTreeMap;
-    use std::fs::File;
-    use std::io::{Read, Seek, SeekFrom};
-    use std::path::{Path, PathBuf};
 
     use ::safetensors::tensor::{Metadata, TensorInfo};
     use ::safetensors::Dtype;
     use half::{bf16, f16};
     use hearth_gpu::{HostMatrix, WeightFormat};
 
-    use super::{hf_layer_names, parse_hf_config, parse_index, INDEX, SINGLE};
+    use super::{hf_layer_names, parse_hf_config, parse_index, CONFIG, INDEX, SINGLE};
     use crate::error::{ModelError, Result};
-    use crate::loader::{read_file, ModelFiles, ModelKind, TokenizerFiles};
+    use crate::loader::{ModelFiles, ModelKind, TokenizerFiles};
+    use crate::source::{ModelSource, ReadAt};
     use crate::weights::{layer_matrix_shapes, LayerWeights, LlamaWeights};
 
     /// Largest safetensors header accepted (as the `safetensors` crate).
@@ -198,44 +196,39 @@ mod dir {
     /// Values converted per read (bounds the f32 scratch to 4 MiB).
     const CHUNK: usize = 1 << 20;
 
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-        move |e| ModelError::Io {
-            path: path.display().to_string(),
-            source: e,
-        }
-    }
-
-    fn bad(path: &Path, m: impl std::fmt::Display) -> ModelError {
-        ModelError::Safetensors(format!("{}: {m}", path.display()))
+    fn bad(file: &str, m: impl std::fmt::Display) -> ModelError {
+        ModelError::Safetensors(format!("{file}: {m}"))
     }
 
     /// One safetensors file: its parsed header and an open handle for reading tensors.
-    struct Shard {
-        path: PathBuf,
-        file: File,
+    struct Shard<'s> {
+        name: String,
+        file: Box<dyn ReadAt + 's>,
         data_start: u64,
         meta: Metadata,
     }
 
-    impl Shard {
-        fn open(path: &Path) -> Result<Shard> {
-            let mut file = File::open(path).map_err(io(path))?;
-            let len = file.metadata().map_err(io(path))?.len();
+    impl<'s> Shard<'s> {
+        fn open(src: &'s dyn ModelSource, name: &str) -> Result<Self> {
+            let mut file = src.open(name)?;
+            let len = file.size();
+            if len < 8 {
+                return Err(bad(name, "shorter than a safetensors header"));
+            }
             let mut n = [0u8; 8];
-            file.read_exact(&mut n)
-                .map_err(|_| bad(path, "shorter than a safetensors header"))?;
+            file.read_at(0, &mut n)?;
             let n = u64::from_le_bytes(n);
             if n > MAX_HEADER || n > len - 8 {
-                return Err(bad(path, format!("header length {n} in a {len}-byte file")));
+                return Err(bad(name, format!("header length {n} in a {len}-byte file")));
             }
             let mut header = vec![0u8; n as usize];
-            file.read_exact(&mut header).map_err(io(path))?;
+            file.read_at(8, &mut header)?;
             // Deserialising `Metadata` checks that the tensors tile the data without gaps or overlap.
-            let meta: Metadata = serde_json::from_slice(&header).map_err(|e| bad(path, e))?;
+            let meta: Metadata = serde_json::from_slice(&header).map_err(|e| bad(name, e))?;
             let data_start = 8 + n;
             if data_start + meta.data_len() as u64 != len {
                 return Err(bad(
-                    path,
+                    name,
                     format!(
                         "{len} bytes, but the header describes {}",
                         data_start + meta.data_len() as u64
@@ -243,7 +236,7 @@ mod dir {
                 ));
             }
             Ok(Shard {
-                path: path.to_owned(),
+                name: name.to_owned(),
                 file,
                 data_start,
                 meta,
@@ -252,31 +245,34 @@ mod dir {
     }
 
     /// A checkpoint of one or several shards, opened lazily.
-    struct Checkpoint {
-        dir: PathBuf,
+    struct Checkpoint<'s> {
+        src: &'s dyn ModelSource,
         /// tensor → shard file; `None` for a single `model.safetensors`.
         map: Option<BTreeMap<String, String>>,
-        shards: BTreeMap<String, Shard>,
+        shards: BTreeMap<String, Shard<'s>>,
     }
 
-    impl Checkpoint {
-        fn open(dir: &Path) -> Result<Self> {
-            let map = if dir.join(INDEX).is_file() {
-                Some(parse_index(&read_file(&dir.join(INDEX))?)?)
-            } else if dir.join(SINGLE).is_file() {
+    impl<'s> Checkpoint<'s> {
+        fn open(src: &'s dyn ModelSource) -> Result<Self> {
+            let map = if src.exists(INDEX) {
+                Some(parse_index(&src.read_all(INDEX)?)?)
+            } else if src.exists(SINGLE) {
                 None
             } else {
-                return Err(bad(dir, format!("neither {SINGLE} nor {INDEX}")));
+                return Err(bad(
+                    &src.describe(),
+                    format!("neither {SINGLE} nor {INDEX}"),
+                ));
             };
             Ok(Self {
-                dir: dir.to_owned(),
+                src,
                 map,
                 shards: BTreeMap::new(),
             })
         }
 
         /// The shard holding `name` and the tensor's header entry, checked against `shape`.
-        fn locate(&mut self, name: &str, shape: &[usize]) -> Result<(&mut Shard, TensorInfo)> {
+        fn locate(&mut self, name: &str, shape: &[usize]) -> Result<(&mut Shard<'s>, TensorInfo)> {
             let file = match &self.map {
                 None => SINGLE.to_string(),
                 Some(m) => m
@@ -285,7 +281,7 @@ mod dir {
                     .ok_or_else(|| ModelError::MissingTensor(name.into()))?,
             };
             if !self.shards.contains_key(&file) {
-                let shard = Shard::open(&self.dir.join(&file))?;
+                let shard = Shard::open(self.src, &file)?;
                 self.shards.insert(file.clone(), shard);
             }
             let shard = self
@@ -325,19 +321,22 @@ mod dir {
                     )))
                 }
             };
-            let start = shard.data_start + info.data_offsets.0 as u64;
-            shard
-                .file
-                .seek(SeekFrom::Start(start))
-                .map_err(io(&shard.path))?;
             let total: usize = shape.iter().product();
+            if info.data_offsets.1 - info.data_offsets.0 != total * size {
+                return Err(bad(
+                    &shard.name,
+                    format!("`{name}` has the wrong byte length"),
+                ));
+            }
+            let mut at = shard.data_start + info.data_offsets.0 as u64;
             let per = (CHUNK / unit).max(1) * unit;
             let (mut raw, mut vals) = (vec![0u8; per.min(total) * size], Vec::new());
             let mut done = 0;
             while done < total {
                 let n = per.min(total - done);
                 let raw = &mut raw[..n * size];
-                shard.file.read_exact(raw).map_err(io(&shard.path))?;
+                shard.file.read_at(at, raw)?;
+                at += raw.len() as u64;
                 vals.clear();
                 match info.dtype {
                     Dtype::BF16 => vals.extend(
@@ -389,22 +388,40 @@ mod dir {
     }
 
     /// Loads a Hugging Face Llama directory (weights quantised to Q4; tokenizer files as bytes).
-    pub fn load_hf_dir(dir: &Path) -> Result<ModelFiles> {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_hf_dir(dir: &std::path::Path) -> Result<ModelFiles> {
         load_hf_dir_with(dir, &mut |_, _| {})
     }
 
     /// [`load_hf_dir`], reporting `(tensors done, total)` as each is read and quantised.
-    pub fn load_hf_dir_with(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
-        let config = parse_hf_config(&read_file(&dir.join(super::CONFIG))?)?;
-        let tokenizer_json = match read_file(&dir.join("tokenizer.json")) {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_hf_dir_with(
+        dir: &std::path::Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ModelFiles> {
+        load_hf_with(&crate::source::DirSource::new(dir), progress)
+    }
+
+    /// Loads a Hugging Face Llama folder from any source (weights quantised to Q4).
+    pub fn load_hf(src: &dyn ModelSource) -> Result<ModelFiles> {
+        load_hf_with(src, &mut |_, _| {})
+    }
+
+    /// [`load_hf`], reporting `(tensors done, total)` as each is read and quantised.
+    pub fn load_hf_with(
+        src: &dyn ModelSource,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ModelFiles> {
+        let config = parse_hf_config(&src.read_all(CONFIG)?)?;
+        let tokenizer_json = match src.read_all("tokenizer.json") {
             Ok(b) => b,
             Err(e) => return Err(ModelError::Tokenizer(format!("tokenizer.json: {e}"))),
         };
-        let tokenizer_config_json = match dir.join("tokenizer_config.json") {
-            p if p.is_file() => Some(read_file(&p)?),
-            _ => None,
+        let tokenizer_config_json = match src.exists("tokenizer_config.json") {
+            true => Some(src.read_all("tokenizer_config.json")?),
+            false => None,
         };
-        let mut ck = Checkpoint::open(dir)?;
+        let mut ck = Checkpoint::open(src)?;
         let (v, d) = (config.vocab_size, config.hidden_size);
         // Embedding, 9 tensors per layer, final norm (and an untied head).
         let total =

@@ -8,6 +8,7 @@
 //! tests run on lavapipe; the `#[wasm_bindgen]` wrappers only convert results to JS objects.
 
 mod bench;
+mod convert;
 mod engine;
 pub mod hearth;
 mod hearth_js;

@@ -1,8 +1,8 @@
 // The Models tab: the models Hearth can use, which one answers, switching, and importing a
-// Hearth pack folder into OPFS.
+// Hearth pack or a Hugging Face Llama folder (converted in the browser) into OPFS.
 
 import type { EngineStatus, ModelEntry, ModelsState } from '../messages.js';
-import { importModelFolder } from '../models-import.js';
+import { importModelFolder, type ImportProgress } from '../models-import.js';
 import type { PanelContext } from './context.js';
 import { byTestId, errorMessage, formatBytes, h, setProgress } from './dom.js';
 import { clearError, modelName } from './status.js';
@@ -16,8 +16,10 @@ export function setupModelsTab(ctx: PanelContext): { refresh(): Promise<void> } 
   const importStatus = byTestId('models-import-status');
   const importBar = byTestId<HTMLProgressElement>('models-import-progress');
   const importMessage = byTestId('models-import-message');
+  const importCancel = byTestId<HTMLButtonElement>('models-import-cancel');
 
   let busy = false;
+  let importAbort: AbortController | null = null;
   let state: ModelsState | null = null;
 
   const progressText = (box: HTMLElement): HTMLElement => box.querySelector<HTMLElement>('.progress-text')!;
@@ -124,15 +126,23 @@ export function setupModelsTab(ctx: PanelContext): { refresh(): Promise<void> } 
     setProgress(importBar, 0, 0);
     progressText(importStatus).textContent = 'Checking the folder…';
     try {
-      const { id, manifest } = await importModelFolder(files, (p) => {
-        setProgress(importBar, p.copied, p.total);
-        progressText(importStatus).textContent = `Copying ${p.path || 'files'}… ${formatBytes(p.copied)} of ${formatBytes(p.total)}`;
-      });
+      importAbort = new AbortController();
+      importCancel.hidden = false;
+      const { id, summary } = await importModelFolder(
+        files,
+        (p) => {
+          setProgress(importBar, p.copied, p.total);
+          importStatus.dataset.state = p.phase;
+          progressText(importStatus).textContent = progressLine(p);
+        },
+        importAbort.signal,
+      );
+      importCancel.hidden = true;
       progressText(importStatus).textContent = 'Registering the model…';
       show(await ctx.client.call({ type: 'models.imported', id }));
       importStatus.dataset.state = 'done';
       importStatus.hidden = true;
-      importMessage.textContent = `Imported ${manifest.name ?? id}: its files match the manifest. Press “Use” to answer with it.`;
+      importMessage.textContent = `${summary} Press “Use” to answer with it.`;
       importMessage.classList.add('ok');
     } catch (e) {
       importStatus.dataset.state = 'error';
@@ -140,10 +150,13 @@ export function setupModelsTab(ctx: PanelContext): { refresh(): Promise<void> } 
       importMessage.textContent = `Could not import the folder: ${errorMessage(e)}`;
       importMessage.classList.add('error');
     } finally {
+      importAbort = null;
+      importCancel.hidden = true;
       setBusy(false);
     }
   }
 
+  importCancel.addEventListener('click', () => importAbort?.abort());
   byTestId('models-import-choose').addEventListener('click', () => importInput.click());
   importInput.addEventListener('change', () => {
     const files = importInput.files === null ? [] : Array.from(importInput.files);
@@ -161,4 +174,18 @@ export function setupModelsTab(ctx: PanelContext): { refresh(): Promise<void> } 
   });
 
   return { refresh };
+}
+
+function progressLine(p: ImportProgress): string {
+  const bytes = `${formatBytes(p.copied)} of ${formatBytes(p.total)}`;
+  switch (p.phase) {
+    case 'copying':
+      return `Copying ${p.path || 'files'}… ${bytes}`;
+    case 'hashing':
+      return `Checking ${p.path || 'files'} (sha256)… ${bytes}`;
+    case 'quantising':
+      return `Quantising to INT4… ${p.copied} of ${p.total} tensors`;
+    case 'writing':
+      return `Writing the pack… ${bytes}`;
+  }
 }
