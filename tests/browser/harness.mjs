@@ -88,14 +88,23 @@ function linkTree(from, to) {
  * exactly http://hearth.test/* stands in for that gesture on the test page and nothing else. The
  * shipped dist/manifest.json keeps no host permissions (tests/browser/panel.test.mjs asserts it).
  */
-function testCopy(dir) {
+function testCopy(dir, { testOrigin }) {
   linkTree(EXTENSION, dir);
-  const manifestPath = join(dir, 'manifest.json');
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
-  rmSync(manifestPath); // a hard link to the shipped manifest: never write through it
-  manifest.host_permissions = [`${TEST_ORIGIN}/*`];
-  writeFileSync(manifestPath, JSON.stringify(manifest, null, 2));
+  if (testOrigin) {
+    const manifestPath = join(dir, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    rmSync(manifestPath); // a hard link to the shipped manifest: never write through it
+    manifest.host_permissions = [`${TEST_ORIGIN}/*`];
+    writeFileSync(manifestPath, JSON.stringify(manifest, null, 2));
+  }
   return dir;
+}
+
+/** For `launch({ prepare })`: replaces one file of a test copy (its files are hard links to dist/). */
+export function replaceInCopy(dir, path, contents) {
+  const target = join(dir, path);
+  rmSync(target, { force: true });
+  writeFileSync(target, contents);
 }
 
 /** The shipped manifest (extension/dist or HEARTH_EXTENSION_DIR), not a test copy's. */
@@ -109,16 +118,19 @@ export function shippedManifest() {
  * errors and uncaught exceptions (seen through CDP, across worker restarts).
  *
  * `testOrigin: true` loads a test copy of the extension allowed to script http://hearth.test/* (see
- * `testCopy`) and enables `serve()`.
+ * `testCopy`) and enables `serve()`. `prepare(dir)` gets a test copy to change first (e.g. with
+ * `replaceInCopy`).
  */
-export async function launch({ headless = true, testOrigin = false } = {}) {
+export async function launch({ headless = true, testOrigin = false, prepare = null } = {}) {
   if (!existsSync(join(EXTENSION, 'manifest.json'))) {
     throw new Error('extension/dist is not built: run `make extension` first');
   }
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run \`make deps\``);
   const tmp = mkdtempSync(join(tmpdir(), 'hearth-browser-'));
   const profile = join(tmp, 'profile');
-  const extension = testOrigin ? testCopy(join(tmp, 'extension')) : EXTENSION;
+  const copy = testOrigin || prepare !== null;
+  const extension = copy ? testCopy(join(tmp, 'extension'), { testOrigin }) : EXTENSION;
+  if (prepare !== null) prepare(extension);
   const isolated = process.env.HEARTH_NO_NETNS !== '1' && canUnshareNetwork();
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: isolated ? netnsWrapper(tmp) : CHROMIUM,

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { REPO, SCREENSHOTS, isAllowedUrl, launch, rpc } from './harness.mjs';
+import { REPO, SCREENSHOTS, isAllowedUrl, launch, replaceInCopy, rpc } from './harness.mjs';
 
 const HEARTH = join(REPO, 'target', 'release', 'hearth');
 const MINUTE = 60_000;
@@ -53,8 +53,31 @@ before(async () => {
   cpSync(hf, join(packs, 'hf-missing-shard'), { recursive: true });
   rmSync(join(packs, 'hf-missing-shard', 'model-00002-of-00002.safetensors'));
   cpSync(hf, join(packs, 'Llama-3.2-1B-Instruct'), { recursive: true });
+  // A model Hearth's manifests list with sha256s: the test copy's known-models.json gains the
+  // fixture under the name `tiny-known-hf`, its files' real sizes and hashes. One copy of the
+  // folder is intact; in the other one byte of tensor data (not the header) is flipped, which only
+  // the hash check can see.
+  cpSync(hf, join(packs, 'tiny-known-hf'), { recursive: true });
+  cpSync(hf, join(packs, 'flipped', 'tiny-known-hf'), { recursive: true });
+  const data = join(packs, 'flipped', 'tiny-known-hf', 'model-00002-of-00002.safetensors');
+  const db = readFileSync(data);
+  db[db.length - 7] ^= 0x40;
+  writeFileSync(data, db);
+  const knownEntry = {
+    name: 'tiny-known-hf',
+    claims: ['tiny-known-hf'],
+    hf_config: JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')),
+    files: readdirSync(hf).sort().map((f) => {
+      const bytes = readFileSync(join(hf, f));
+      return { path: f, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    }),
+  };
+  const prepare = (dir) => {
+    const known = JSON.parse(readFileSync(join(dir, 'models', 'known-models.json'), 'utf8'));
+    replaceInCopy(dir, 'models/known-models.json', JSON.stringify([...known, knownEntry]));
+  };
 
-  h = await launch();
+  h = await launch({ prepare });
   panel = await h.ctx.newPage();
   panel.setDefaultTimeout(2 * MINUTE);
   await panel.goto(`chrome-extension://${h.extId}/sidepanel.html`);
@@ -135,6 +158,21 @@ test('a Hugging Face folder missing a shard fails clearly and leaves nothing in 
   console.log(`# ${m}`);
   assert.match(m, /no file model-00002-of-00002\.safetensors/, m);
   assert.ok(!(await opfsModels()).includes('hf-missing-shard'), 'a partial folder was left in OPFS');
+});
+
+test('a known model with a flipped byte fails the sha256 check against the manifest, leaving nothing', async () => {
+  const { message: m } = await importAndWatch(join(packs, 'flipped', 'tiny-known-hf'));
+  console.log(`# ${m}`);
+  assert.match(m, /model-00002-of-00002\.safetensors does not match tiny-known-hf's manifest \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\)/, m);
+  assert.ok(!(await opfsModels()).includes('tiny-known-hf'), 'a partial folder was left in OPFS');
+});
+
+test('a known model whose files match the manifest imports, saying every file was verified', async () => {
+  const { message: m } = await importAndWatch(join(packs, 'tiny-known-hf'));
+  console.log(`# ${m}`);
+  const n = readdirSync(join(packs, 'tiny-known-hf')).length;
+  assert.match(m, new RegExp(`its config matches tiny-known-hf; ${n} of ${n} files match the sha256 in Hearth's manifest`), m);
+  await panel.locator('[data-testid=model-row][data-id=tiny-known-hf]').waitFor();
 });
 
 test('a folder named Llama-3.2-1B-Instruct whose config.json is not that model is refused', async () => {

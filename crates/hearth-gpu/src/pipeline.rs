@@ -206,6 +206,7 @@ impl Gpu {
 /// counters cost the tiled matmul 10× (prefill 960 → 10,500 tok/s at 512 tokens; MiniLM 370 →
 /// 3,270 inputs/s) and the decode attention 6–13 %, while the mat-vec and sampling kernels ran
 /// faster with the checks on (the driver schedules those loops differently), so they keep them.
+#[cfg(not(target_arch = "wasm32"))]
 const UNCHECKED: &[&str] = &[
     "matmul::matmul",
     "attention::prefill",
