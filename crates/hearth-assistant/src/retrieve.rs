@@ -166,10 +166,10 @@ impl<'a, E: Embedder> Retriever<'a, E> {
     }
 }
 
-impl<E: Embedder> Retrieve for Retriever<'_, E> {
-    async fn retrieve(&self, query: &str) -> Result<Vec<Retrieved>> {
-        let p = &self.params;
-        let embedding = match p.mode {
+impl<E: Embedder> Retriever<'_, E> {
+    /// The query's embedding (empty in keyword mode, which needs none).
+    pub async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        Ok(match self.params.mode {
             Mode::Keyword => Vec::new(),
             Mode::Dense | Mode::Hybrid => self
                 .embedder
@@ -180,8 +180,14 @@ impl<E: Embedder> Retrieve for Retriever<'_, E> {
                 .ok_or_else(|| {
                 hearth_knowledge::KnowledgeError::Embed("no embedding for the query".into())
             })?,
-        };
-        let hits = self.index.search(&embedding, query, p.k, p.mode)?;
+        })
+    }
+
+    /// Retrieval with the query already embedded by [`Self::embed_query`] (so several indexes
+    /// searched with one encoder embed the query once).
+    pub fn retrieve_embedded(&self, query: &str, embedding: &[f32]) -> Result<Vec<Retrieved>> {
+        let p = &self.params;
+        let hits = self.index.search(embedding, query, p.k, p.mode)?;
         let terms = content_terms(query);
         Ok(hits
             .into_iter()
@@ -195,6 +201,13 @@ impl<E: Embedder> Retrieve for Retriever<'_, E> {
                 })
             })
             .collect())
+    }
+}
+
+impl<E: Embedder> Retrieve for Retriever<'_, E> {
+    async fn retrieve(&self, query: &str) -> Result<Vec<Retrieved>> {
+        let embedding = self.embed_query(query).await?;
+        self.retrieve_embedded(query, &embedding)
     }
 }
 

@@ -232,6 +232,12 @@ impl HearthCore {
             .ok_or_else(|| state("the library is not open"))
     }
 
+    fn library_mut(&mut self) -> Result<&mut LibraryCore> {
+        self.library
+            .as_mut()
+            .ok_or_else(|| state("the library is not open"))
+    }
+
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         Ok(self.library()?.index.to_bytes()?)
     }
@@ -254,11 +260,7 @@ impl HearthCore {
     }
 
     pub fn remove(&mut self, id: &str) -> Result<DocListing> {
-        let lib = self
-            .library
-            .as_mut()
-            .ok_or_else(|| state("the library is not open"))?;
-        Ok(lib.remove(id)?)
+        Ok(self.library_mut()?.remove(id)?)
     }
 
     async fn embed(
@@ -297,11 +299,7 @@ impl HearthCore {
 
     fn store(&mut self, doc: DocInput, chunks: Vec<ChunkInput>, emb: &[f32]) -> Result<AddReport> {
         let n = chunks.len();
-        let lib = self
-            .library
-            .as_mut()
-            .ok_or_else(|| state("the library is not open"))?;
-        let upsert = lib.upsert(doc, chunks, emb)?;
+        let upsert = self.library_mut()?.upsert(doc, chunks, emb)?;
         Ok(AddReport { upsert, chunks: n })
     }
 
@@ -523,15 +521,21 @@ fn generator(g: &mut Option<ChatModel>) -> Result<&mut ChatModel> {
         .ok_or_else(|| state("the answering model is not loaded"))
 }
 
-/// Retrieval over one index or several (the page and the library): each retrieves on its own,
-/// then the lists are interleaved rank by rank, so neither crowds the other out.
+/// Retrieval over one index or several (the page and the library): the query is embedded once,
+/// each index retrieves on its own, then the lists are interleaved rank by rank, so neither
+/// crowds the other out.
 struct Scoped<'a>(Vec<Retriever<'a, SentenceEncoder>>);
 
 impl Retrieve for Scoped<'_> {
     async fn retrieve(&self, query: &str) -> hearth_assistant::Result<Vec<Retrieved>> {
+        // Every retriever shares the encoder and the parameters (see `scoped`).
+        let Some(first) = self.0.first() else {
+            return Ok(Vec::new());
+        };
+        let embedding = first.embed_query(query).await?;
         let mut lists = Vec::with_capacity(self.0.len());
         for r in &self.0 {
-            lists.push(r.retrieve(query).await?.into_iter());
+            lists.push(r.retrieve_embedded(query, &embedding)?.into_iter());
         }
         let mut out = Vec::new();
         loop {
