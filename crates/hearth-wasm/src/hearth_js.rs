@@ -25,8 +25,10 @@ pub struct Hearth {
     core: Rc<RefCell<HearthCore>>,
 }
 
+const BUSY: &str = "the engine is busy with another task";
+
 fn busy() -> JsValue {
-    JsError::new("the engine is busy with another task").into()
+    JsError::new(BUSY).into()
 }
 
 fn err(e: impl std::fmt::Display) -> JsValue {
@@ -76,6 +78,16 @@ fn required(obj: &JsValue, name: &str) -> Result<Vec<u8>, JsError> {
     bytes_of(obj, name)?.ok_or_else(|| JsError::new(&format!("the encoder needs `{name}`")))
 }
 
+impl Hearth {
+    fn core(&self) -> Result<std::cell::Ref<'_, HearthCore>, JsError> {
+        self.core.try_borrow().map_err(|_| JsError::new(BUSY))
+    }
+
+    fn core_mut(&self) -> Result<std::cell::RefMut<'_, HearthCore>, JsError> {
+        self.core.try_borrow_mut().map_err(|_| JsError::new(BUSY))
+    }
+}
+
 #[wasm_bindgen]
 impl Hearth {
     /// Opens a GPU device. Rejects when WebGPU is unavailable.
@@ -106,7 +118,7 @@ impl Hearth {
     /// Destroys the device as a driver reset would (to test recovery).
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) -> Result<(), JsError> {
-        let c = self.core.try_borrow().map_err(|_| JsError::new("busy"))?;
+        let c = self.core()?;
         c.lose_device();
         Ok(())
     }
@@ -133,10 +145,7 @@ impl Hearth {
             sentence: sentence.as_deref(),
             modules: modules.as_deref(),
         };
-        let mut c = self
-            .core
-            .try_borrow_mut()
-            .map_err(|_| JsError::new("busy"))?;
+        let mut c = self.core_mut()?;
         let (dim, max_tokens) = c.load_encoder(&files).map_err(js_err)?;
         #[derive(Serialize)]
         struct Info {
@@ -199,21 +208,18 @@ impl Hearth {
     /// Opens the library from snapshot bytes, or empty when `snapshot` is undefined.
     #[wasm_bindgen(js_name = openLibrary)]
     pub fn open_library(&self, snapshot: Option<Vec<u8>>) -> Result<(), JsError> {
-        let mut c = self
-            .core
-            .try_borrow_mut()
-            .map_err(|_| JsError::new("busy"))?;
+        let mut c = self.core_mut()?;
         c.open_library(snapshot.as_deref()).map_err(js_err)
     }
 
     /// The library as snapshot bytes (what `openLibrary` reads).
     pub fn snapshot(&self) -> Result<Vec<u8>, JsError> {
-        let c = self.core.try_borrow().map_err(|_| JsError::new("busy"))?;
+        let c = self.core()?;
         c.snapshot().map_err(js_err)
     }
 
     pub fn documents(&self) -> Result<JsValue, JsError> {
-        let c = self.core.try_borrow().map_err(|_| JsError::new("busy"))?;
+        let c = self.core()?;
         to_js(&c.documents().map_err(js_err)?)
     }
 
@@ -231,7 +237,7 @@ impl Hearth {
             chunks: usize,
             page: Option<PageInfo>,
         }
-        let c = self.core.try_borrow().map_err(|_| JsError::new("busy"))?;
+        let c = self.core()?;
         let (documents, chunks) = c.counts();
         let page = c
             .page_info()
@@ -245,10 +251,7 @@ impl Hearth {
 
     /// Removes a document by id; resolves to whether it existed.
     pub fn remove(&self, id: &str) -> Result<bool, JsError> {
-        let mut c = self
-            .core
-            .try_borrow_mut()
-            .map_err(|_| JsError::new("busy"))?;
+        let mut c = self.core_mut()?;
         Ok(c.remove(id).is_ok())
     }
 
@@ -285,10 +288,7 @@ impl Hearth {
     /// Stores the indexed page in the library.
     #[wasm_bindgen(js_name = addPage)]
     pub fn add_page(&self) -> Result<JsValue, JsError> {
-        let mut c = self
-            .core
-            .try_borrow_mut()
-            .map_err(|_| JsError::new("busy"))?;
+        let mut c = self.core_mut()?;
         to_js(&c.add_page().map_err(js_err)?)
     }
 
@@ -322,10 +322,7 @@ impl Hearth {
 
     #[wasm_bindgen(js_name = chatReset)]
     pub fn chat_reset(&self) -> Result<(), JsError> {
-        let mut c = self
-            .core
-            .try_borrow_mut()
-            .map_err(|_| JsError::new("busy"))?;
+        let mut c = self.core_mut()?;
         c.chat_reset();
         Ok(())
     }
