@@ -173,7 +173,7 @@ pub(crate) fn is_plain_file_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-pub use checkpoint::{load_hf, load_hf_with};
+pub use checkpoint::load_hf_with;
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::{load_hf_dir, load_hf_dir_with};
 
@@ -402,12 +402,8 @@ mod checkpoint {
         load_hf_with(&crate::source::DirSource::new(dir), progress)
     }
 
-    /// Loads a Hugging Face Llama folder from any source (weights quantised to Q4).
-    pub fn load_hf(src: &dyn ModelSource) -> Result<ModelFiles> {
-        load_hf_with(src, &mut |_, _| {})
-    }
-
-    /// [`load_hf`], reporting `(tensors done, total)` as each is read and quantised.
+    /// Loads a Hugging Face Llama folder from any source (weights quantised to Q4), reporting
+    /// `(tensors done, total)` as each is read and quantised.
     pub fn load_hf_with(
         src: &dyn ModelSource,
         progress: &mut dyn FnMut(u64, u64),

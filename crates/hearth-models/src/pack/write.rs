@@ -321,7 +321,6 @@ mod native {
     /// directory that is renamed into place at the end. An existing `out_dir` is replaced only if
     /// it is empty or a pack.
     pub fn write_pack(files: &ModelFiles, out_dir: &Path) -> Result<()> {
-        files.weights.validate()?;
         let name = out_dir
             .file_name()
             .ok_or_else(|| bad(format!("{}: not a directory name", out_dir.display())))?
