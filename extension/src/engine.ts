@@ -269,9 +269,11 @@ interface PackManifest {
   files?: { name?: string; path?: string; size?: number }[];
 }
 
-async function readPackManifest(id: string): Promise<PackManifest> {
+/** A pack's `manifest.json`: its bytes (the Rust loader checks them again) and what they say. */
+async function readPackManifest(id: string): Promise<{ bytes: Uint8Array; manifest: PackManifest }> {
   const file = await (await (await opfsDir(`${MODELS_DIR}/${id}`, false)).getFileHandle('manifest.json')).getFile();
-  return JSON.parse(await file.text()) as PackManifest;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  return { bytes, manifest: JSON.parse(new TextDecoder().decode(bytes)) as PackManifest };
 }
 
 /** Sizes of the packaged models (`build.mjs` writes them). */
@@ -294,7 +296,7 @@ export async function listModels(): Promise<ModelsState> {
   }
   for (const id of await importedIds()) {
     try {
-      const m = await readPackManifest(id);
+      const { manifest: m } = await readPackManifest(id);
       const size = (m.files ?? []).reduce((s, f) => s + (f.size ?? 0), 0);
       models.push({ id, name: `${id} (${m.architecture ?? 'Hearth pack'})`, role: 'generator', origin: 'imported', size, verified: true, test_only: false });
     } catch {
@@ -320,9 +322,9 @@ async function loadGenerator(h: hearth.Hearth, id: string, progress?: (p: TaskPr
       gpuBytes = await call<number>('loadGguf', () => h.loadGguf(bytes, MAX_CONTEXT));
     } else {
       const dir = await opfsDir(`${MODELS_DIR}/${id}`, false);
-      const manifest = await readPackManifest(id);
-      const names = ['manifest.json', ...(manifest.files ?? []).map((f) => f.name ?? f.path ?? '')];
-      const files: Record<string, Uint8Array> = {};
+      const { bytes, manifest } = await readPackManifest(id);
+      const names = (manifest.files ?? []).map((f) => f.name ?? f.path ?? '');
+      const files: Record<string, Uint8Array> = { 'manifest.json': bytes };
       for (const [i, name] of names.entries()) {
         report(i, names.length + 1, `reading ${name}`);
         let d = dir;
