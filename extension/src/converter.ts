@@ -10,6 +10,7 @@
 // write `manifest.json` last. Any failure removes `models/<id>/`.
 
 import init, * as hearth from '../pkg/hearth_wasm.js';
+import { freshModelDir, removeModelDir } from './opfs.js';
 import type { ConvertedManifest, ConvertReply, ConvertRequest, KnownModel } from './panel/convert-protocol.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -99,10 +100,7 @@ async function convert(req: ConvertRequest): Promise<ConvertReply> {
   const model = await claimed(req);
   const { hashes, verified } = hashSources(req, model);
 
-  const root = await navigator.storage.getDirectory();
-  const models = await root.getDirectoryHandle('models', { create: true });
-  await models.removeEntry(req.id, { recursive: true }).catch(() => undefined);
-  const dir = await models.getDirectoryHandle(req.id, { create: true });
+  const dir = await freshModelDir(req.id);
   let handles = new Map<string, FileSystemSyncAccessHandle>();
   try {
     handles = await openPackFiles(dir, req.files);
@@ -151,7 +149,7 @@ async function convert(req: ConvertRequest): Promise<ConvertReply> {
     return { kind: 'done', manifest, hashes, claimed: model?.name ?? null, verified };
   } catch (e) {
     for (const h of handles.values()) h.close();
-    await models.removeEntry(req.id, { recursive: true }).catch(() => undefined);
+    await removeModelDir(req.id);
     throw e;
   }
 }

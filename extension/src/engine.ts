@@ -8,6 +8,7 @@
 
 import type { EngineStatus, LoadState, ModelEntry, ModelsState, TaskProgress } from './messages.js';
 import { PACKAGED_MODELS } from './messages.js';
+import { MODELS_DIR, opfsDir } from './opfs.js';
 import { MAX_CONTEXT, call, hasPackaged, hearth, packaged, webGpuProblem } from './wasm.js';
 
 /** The packaged encoder: all-MiniLM-L6-v2 as sentence-transformers lays it out. */
@@ -27,7 +28,6 @@ const OPTIONAL_ENCODER_FILES = new Set(['pooling', 'sentence', 'modules']);
 const LIBRARY_DIR = 'library';
 const SNAPSHOT = 'index.hsnap';
 /** Imported models: `models/<id>/…` in OPFS, as the panel copied them. */
-const MODELS_DIR = 'models';
 const ACTIVE_MODEL_KEY = 'activeModel';
 
 const PACKAGED_NAMES: Record<string, string> = {
@@ -189,12 +189,6 @@ async function loadEncoder(h: hearth.Hearth): Promise<void> {
 }
 
 // ---- The library in OPFS ----
-
-async function opfsDir(path: string, create: boolean): Promise<FileSystemDirectoryHandle> {
-  let dir = await navigator.storage.getDirectory();
-  for (const part of path.split('/')) dir = await dir.getDirectoryHandle(part, { create });
-  return dir;
-}
 
 async function openLibrary(h: hearth.Hearth): Promise<void> {
   let bytes: Uint8Array | undefined;

@@ -4,6 +4,7 @@
 // import is cancelled, the worker is terminated and the partial folder removed here, so a folder
 // without `manifest.json` never outlives a failed import.
 
+import { MODELS_DIR, opfsDir } from './opfs.js';
 import type { ConvertedManifest, ConvertPhase, ConvertReply, ConvertRequest, KnownModel } from './panel/convert-protocol.js';
 
 export interface ConvertProgress {
@@ -36,8 +37,7 @@ async function knownModels(): Promise<KnownModel[]> {
 
 /** Removes `models/<id>/`; retried briefly because a terminated worker releases its handles late. */
 export async function removeModelFolder(id: string): Promise<void> {
-  const root = await navigator.storage.getDirectory();
-  const models = await root.getDirectoryHandle('models', { create: true });
+  const models = await opfsDir(MODELS_DIR, true);
   for (let attempt = 0; ; attempt++) {
     try {
       await models.removeEntry(id, { recursive: true });

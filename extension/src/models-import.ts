@@ -11,6 +11,7 @@
 import init, * as hearth from '../pkg/hearth_wasm.js';
 import { convertHfFolder } from './hf-import.js';
 import type { ConvertPhase } from './panel/convert-protocol.js';
+import { freshModelDir, removeModelDir } from './opfs.js';
 import { formatBytes } from './panel/dom.js';
 
 /** Bytes read, hashed and written at a time. */
@@ -178,10 +179,7 @@ export async function importModelFolder(
   }
 
   await loadWasm();
-  const root = await navigator.storage.getDirectory();
-  const models = await root.getDirectoryHandle('models', { create: true });
-  await models.removeEntry(id, { recursive: true }).catch(() => undefined);
-  const dir = await models.getDirectoryHandle(id, { create: true });
+  const dir = await freshModelDir(id);
   let copied = 0;
   onProgress({ phase: 'copying', copied, total, path: '' });
   try {
@@ -205,7 +203,7 @@ export async function importModelFolder(
     await w.write(new Uint8Array(await manifestFile.arrayBuffer()));
     await w.close();
   } catch (e) {
-    await models.removeEntry(id, { recursive: true }).catch(() => undefined);
+    await removeModelDir(id);
     throw e;
   }
   return { id, summary: `Imported ${manifest.name ?? id}: its files match the manifest.` };
