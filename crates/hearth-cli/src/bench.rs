@@ -15,19 +15,14 @@ use crate::run::CliError;
 
 const RANDOM: &str = "Llama-3.2-1B shapes, random INT4 (group 32) weights, tied embeddings";
 
-pub fn run(
-    json: bool,
-    model_path: Option<&Path>,
-    decode_tokens: usize,
-    prefills: &[usize],
-    depths: &[usize],
-) -> Result<(), CliError> {
-    let plan = BenchPlan {
-        prefills: prefills.to_vec(),
-        depths: depths.to_vec(),
-        decode_tokens,
-    };
+pub fn run(json: bool, model_path: Option<&Path>, plan: &BenchPlan) -> Result<(), CliError> {
     let gpu = model::gpu()?;
+    if plan.profile && !gpu.features().timestamps {
+        return Err(CliError::Msg(format!(
+            "--profile needs timestamp queries, which {} does not offer",
+            gpu.describe()
+        )));
+    }
     let (weights, described) = match model_path {
         // The same file another engine is timed on (e.g. scripts/bench/make_llama1b_gguf.py's).
         Some(path) => {
@@ -52,7 +47,7 @@ pub fn run(
     eprintln!("uploaded in {load:.2}s; warming up …");
     let clock = Instant::now();
     let now = || clock.elapsed().as_secs_f64();
-    let rows = pollster::block_on(bench::run(&mut m, &plan, &now, &mut |line| {
+    let rows = pollster::block_on(bench::run(&mut m, plan, &now, &mut |line| {
         eprintln!("{line}")
     }))?;
     let report = serde_json::json!({
@@ -60,6 +55,7 @@ pub fn run(
         "model": described,
         "prefill": rows.prefill,
         "decode": rows.decode,
+        "profiles": rows.profiles,
         "gpu_bytes": m.gpu_bytes(),
         "weight_bytes": m.weight_bytes(),
         "max_context": m.max_context(),

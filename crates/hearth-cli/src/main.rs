@@ -106,6 +106,12 @@ enum Command {
         /// Time this model (GGUF, Hugging Face folder or Hearth pack) instead of random weights.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Also show each kernel's GPU time per pass (timestamp queries).
+        #[arg(long)]
+        profile: bool,
+        /// The device's memory bandwidth in GB/s, to show each mat-vec's fraction of it.
+        #[arg(long)]
+        peak_gb_s: Option<f64>,
     },
     /// Add files and folders (.html .htm .md .markdown .txt .pdf .docx) to a knowledge index.
     Ingest(knowledge::IngestArgs),
@@ -158,9 +164,21 @@ fn main() -> ExitCode {
             encoder,
             runs,
             model,
+            profile,
+            peak_gb_s,
         } => match embed_texts {
             Some(texts) => bench_embed::run(json, &texts, encoder.as_deref(), runs),
-            None => bench::run(json, model.as_deref(), decode_tokens, &prefill, &depths),
+            None => bench::run(
+                json,
+                model.as_deref(),
+                &hearth_models::llama::bench::BenchPlan {
+                    prefills: prefill,
+                    depths,
+                    decode_tokens,
+                    profile,
+                    peak_gb_s,
+                },
+            ),
         },
         Command::Ingest(args) => knowledge::ingest(&args),
         Command::Search(args) => knowledge::search(&args),

@@ -28,6 +28,8 @@ pub enum GpuError {
     Validation(String),
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    #[error("not supported by this GPU: {0}")]
+    Unsupported(String),
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),
 }

@@ -3,12 +3,13 @@
 //! - [`Gpu`]: device with the adapter's real limits and the optional features kernels may use.
 //! - [`Tensor`]: typed storage buffers; [`GpuMatrix`]: weights split across bindings.
 //! - [`shaders`]: the registry of `shaders/*.wgsl` and the define preprocessor.
-//! - [`Program`]: recorded dispatches replayed as one command buffer.
+//! - [`Program`]: recorded dispatches replayed as one command buffer; [`profile`]: their GPU time.
 //! - One module per kernel family: launcher, CPU reference and tests.
 
 pub mod context;
 pub mod error;
 pub mod pipeline;
+pub mod profile;
 pub mod quant;
 pub mod shaders;
 pub mod step;

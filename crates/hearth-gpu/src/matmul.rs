@@ -319,7 +319,12 @@ pub(crate) async fn linear_tuned(
                 1,
             ]
         };
-        dispatches.push(gpu.dispatch(&kernel, &b, grid)?);
+        let row_bytes = 4 * (w.format.qs_words(k) + w.format.scale_words(k)) as u64;
+        let weight_rows = (s.rows * if gated { 2 } else { 1 }) as u64;
+        dispatches.push(
+            gpu.dispatch(&kernel, &b, grid)?
+                .reading(row_bytes * weight_rows),
+        );
     }
     Ok(dispatches)
 }

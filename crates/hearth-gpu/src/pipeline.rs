@@ -127,16 +127,30 @@ impl Gpu {
             kernel: kernel.clone(),
             bind_group,
             workgroups,
+            tag: "",
+            weight_bytes: 0,
         })
     }
 }
 
 /// One recorded kernel launch.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Dispatch {
     pub kernel: Arc<Kernel>,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    /// What the dispatch does in its model ("qkv", "attention"…), for profiles; "" if untagged.
+    pub tag: &'static str,
+    /// Weight bytes the dispatch must stream (mat-vec / matmul), for bandwidth in profiles.
+    pub weight_bytes: u64,
+}
+
+impl Dispatch {
+    /// Notes the weight bytes this dispatch reads (see [`crate::profile`]).
+    pub fn reading(mut self, bytes: u64) -> Self {
+        self.weight_bytes = bytes;
+        self
+    }
 }
 
 /// A list of dispatches replayed in order inside one compute pass. wgpu inserts the barriers between
@@ -155,6 +169,14 @@ impl Program {
     }
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Dispatch>) {
         self.dispatches.extend(ds);
+    }
+    /// Like [`Program::extend`], naming what the dispatches do for profiles.
+    pub fn tagged(&mut self, tag: &'static str, ds: impl IntoIterator<Item = Dispatch>) {
+        self.dispatches
+            .extend(ds.into_iter().map(|d| Dispatch { tag, ..d }));
+    }
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
     }
     pub fn append(&mut self, other: Program) {
         self.dispatches.extend(other.dispatches);

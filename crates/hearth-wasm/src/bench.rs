@@ -54,6 +54,8 @@ pub async fn bench_report(
         prefills: req.prefill.clone(),
         depths: req.depths.clone(),
         decode_tokens: req.decode_tokens,
+        profile: false,
+        peak_gb_s: None,
     };
     let t = now();
     let mut m = bench::random_model(gpu, &req.shape, &plan).await?;

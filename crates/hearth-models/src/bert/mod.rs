@@ -392,11 +392,7 @@ impl SentenceEncoder {
         let mut out = Vec::new();
         for d in &p.dispatches {
             let one = Program {
-                dispatches: vec![hearth_gpu::Dispatch {
-                    kernel: d.kernel.clone(),
-                    bind_group: d.bind_group.clone(),
-                    workgroups: d.workgroups,
-                }],
+                dispatches: vec![d.clone()],
             };
             let t = std::time::Instant::now();
             self.gpu.submit(&one);

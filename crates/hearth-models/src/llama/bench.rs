@@ -2,6 +2,7 @@
 //! browser): the same warm-up, the same prompts and the same pipelined decode loop everywhere, with
 //! the clock passed in (`std::time::Instant` does not exist on wasm32).
 
+use hearth_gpu::profile::{summarize, KernelRow};
 use hearth_gpu::WeightFormat;
 use serde::Serialize;
 
@@ -25,12 +26,29 @@ pub struct DecodeRow {
     pub depth: usize,
     pub tokens: usize,
     pub tok_s: f64,
+    /// Host time per token spent recording and submitting the step (the GPU runs meanwhile).
+    pub cpu_us_per_token: f64,
+}
+
+/// Where one pass's GPU time goes, per kernel role (see [`hearth_gpu::profile`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileTable {
+    /// "decode at depth N" or "prefill N".
+    pub pass: String,
+    /// Passes averaged.
+    pub runs: usize,
+    /// Sum of the kernels' GPU time per pass, µs.
+    pub gpu_us: f64,
+    /// Whether each kernel ran in its own compute pass (no timestamps inside passes).
+    pub split_passes: bool,
+    pub kernels: Vec<KernelRow>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRows {
     pub prefill: Vec<PrefillRow>,
     pub decode: Vec<DecodeRow>,
+    pub profiles: Vec<ProfileTable>,
 }
 
 /// Shapes `hearth bench` and the browser bench can build random INT4 weights for.
@@ -67,6 +85,10 @@ pub struct BenchPlan {
     pub prefills: Vec<usize>,
     pub depths: Vec<usize>,
     pub decode_tokens: usize,
+    /// Also profile every measured pass per kernel (needs timestamp queries).
+    pub profile: bool,
+    /// The device's memory bandwidth, GB/s, to state each mat-vec's fraction of it.
+    pub peak_gb_s: Option<f64>,
 }
 
 impl BenchPlan {
@@ -108,23 +130,108 @@ pub async fn time_prefill(m: &mut Llama, n: usize, now: Clock<'_>) -> Result<f64
     Ok(now() - t)
 }
 
-/// Tokens per second decoding `n` tokens after a context of `depth` tokens.
-pub async fn time_decode(m: &mut Llama, depth: usize, n: usize, now: Clock<'_>) -> Result<f64> {
+/// Tokens per second decoding `n` tokens after a context of `depth` tokens, and the host µs per
+/// token spent recording and submitting steps.
+pub async fn time_decode(
+    m: &mut Llama,
+    depth: usize,
+    n: usize,
+    now: Clock<'_>,
+) -> Result<(f64, f64)> {
     m.reset();
     m.prefill(&prompt(depth.max(1), m.config().vocab_size))
         .await?;
     m.read_token().await?;
     let start = m.position();
+    let mut host = 0.0;
     let t = now();
     // As `Llama::generate` runs: step k + 1 is queued before the id of step k is read back.
     m.decode_step().await?;
     for i in 1..=n {
         if i < n {
+            let s = now();
             m.decode_step().await?;
+            host += now() - s;
         }
         m.read_token_at(start + i).await?;
     }
-    Ok(n as f64 / (now() - t))
+    Ok((
+        n as f64 / (now() - t),
+        host * 1e6 / n.saturating_sub(1).max(1) as f64,
+    ))
+}
+
+/// Per-kernel GPU time of `runs` decode steps after `depth` tokens, or of one prefill of `n`.
+async fn profile(m: &mut Llama, what: Profiled, runs: usize) -> Result<ProfileTable> {
+    m.reset();
+    let vocab = m.config().vocab_size;
+    let mut all = Vec::new();
+    let pass = match what {
+        Profiled::Decode(depth) => {
+            m.prefill(&prompt(depth.max(1), vocab)).await?;
+            m.read_token().await?;
+            for _ in 0..runs {
+                all.push(m.profile_decode_step().await?);
+            }
+            format!("decode at depth {depth}")
+        }
+        Profiled::Prefill(n) => {
+            for _ in 0..runs {
+                m.reset();
+                all.push(m.profile_prefill(&prompt(n, vocab)).await?);
+            }
+            format!("prefill {n}")
+        }
+    };
+    let kernels = summarize(&all);
+    Ok(ProfileTable {
+        pass,
+        runs,
+        gpu_us: kernels.iter().map(|k| k.us).sum(),
+        split_passes: hearth_gpu::profile::per_dispatch_passes(m.gpu()),
+        kernels,
+    })
+}
+
+enum Profiled {
+    Decode(usize),
+    Prefill(usize),
+}
+
+/// The lines `report` prints for a profile: one per kernel role.
+pub fn profile_lines(t: &ProfileTable, peak_gb_s: Option<f64>) -> Vec<String> {
+    let mut out = vec![format!(
+        "profile of {} (mean of {}, {}): {:.1} µs of GPU time per pass",
+        t.pass,
+        t.runs,
+        if t.split_passes {
+            "one compute pass per kernel"
+        } else {
+            "timestamps inside the pass"
+        },
+        t.gpu_us
+    )];
+    for k in &t.kernels {
+        let mut line = format!(
+            "  {:<10} {:>4} dispatches {:>9.1} µs {:>5.1} %",
+            k.name,
+            k.dispatches,
+            k.us,
+            100.0 * k.us / t.gpu_us.max(1e-9)
+        );
+        if k.weight_bytes > 0 {
+            line += &format!(
+                " {:>8.1} MB {:>7.0} GB/s",
+                k.weight_bytes as f64 / 1e6,
+                k.gb_s
+            );
+            if let Some(peak) = peak_gb_s {
+                line += &format!(" ({:.0} % of {peak:.0})", 100.0 * k.gb_s / peak);
+            }
+        }
+        out.push(line);
+    }
+    out
 }
 
 /// Warms up (records and compiles every program the measurements use), then times `plan`.
@@ -142,6 +249,7 @@ pub async fn run(
     let mut rows = BenchRows {
         prefill: Vec::new(),
         decode: Vec::new(),
+        profiles: Vec::new(),
     };
     for &n in &plan.prefills {
         let seconds = time_prefill(m, n, now).await?;
@@ -156,13 +264,31 @@ pub async fn run(
         });
     }
     for &depth in &plan.depths {
-        let tok_s = time_decode(m, depth, plan.decode_tokens, now).await?;
-        report(&format!("decode at depth {depth:>5}: {tok_s:>10.1} tok/s"));
+        let (tok_s, cpu_us_per_token) = time_decode(m, depth, plan.decode_tokens, now).await?;
+        report(&format!(
+            "decode at depth {depth:>5}: {tok_s:>10.1} tok/s ({cpu_us_per_token:.0} µs/token host encode+submit)"
+        ));
         rows.decode.push(DecodeRow {
             depth,
             tokens: plan.decode_tokens,
             tok_s,
+            cpu_us_per_token,
         });
+    }
+    if plan.profile {
+        let passes = plan
+            .prefills
+            .iter()
+            .filter(|&&n| n <= plan.options().prefill_chunk)
+            .map(|&n| (Profiled::Prefill(n), 3))
+            .chain(plan.depths.iter().map(|&d| (Profiled::Decode(d), 20)));
+        for (what, runs) in passes {
+            let table = profile(m, what, runs).await?;
+            for line in profile_lines(&table, plan.peak_gb_s) {
+                report(&line);
+            }
+            rows.profiles.push(table);
+        }
     }
     Ok(rows)
 }

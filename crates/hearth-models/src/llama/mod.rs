@@ -14,6 +14,7 @@ use hearth_gpu::attention::{attention, AttentionScratch};
 use hearth_gpu::embed::embed;
 use hearth_gpu::kv_cache::KvCache;
 use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
+use hearth_gpu::profile::KernelTime;
 use hearth_gpu::rope::{rope_and_store, RopeStyle as GpuRope};
 use hearth_gpu::sample::{Sampler, SamplingParams};
 use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
@@ -264,7 +265,10 @@ impl Llama {
             RopeStyle::Half => GpuRope::Half,
         };
         let mut p = Program::new();
-        p.extend(embed(gpu, &self.embed, &self.tokens, &self.step, m, &s.x).await?);
+        p.tagged(
+            "embed",
+            embed(gpu, &self.embed, &self.tokens, &self.step, m, &s.x).await?,
+        );
         for (l, layer) in self.layers.iter().enumerate() {
             // x += Wo · attention(rope(Wqkv · norm(x)))
             let qkv = LinearSpec {
@@ -273,8 +277,9 @@ impl Llama {
                 epilogue: Epilogue::Store,
                 bias: None,
             };
-            p.extend(linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
-            p.extend(
+            p.tagged("qkv", linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
+            p.tagged(
+                "rope+kv",
                 rope_and_store(
                     gpu,
                     &s.qkv,
@@ -290,7 +295,8 @@ impl Llama {
                 )
                 .await?,
             );
-            p.extend(
+            p.tagged(
+                "attention",
                 attention(
                     gpu,
                     &s.qkv,
@@ -312,7 +318,7 @@ impl Llama {
                 epilogue: Epilogue::Accumulate,
                 bias: None,
             };
-            p.extend(linear(gpu, &wo, &s.attn, 0, m, &s.x).await?);
+            p.tagged("o_proj", linear(gpu, &wo, &s.attn, 0, m, &s.x).await?);
             // x += Wdown · (silu(Wgate · norm(x)) ⊙ Wup · norm(x))
             let gate_up = LinearSpec {
                 weight: &layer.w_gate_up,
@@ -320,14 +326,14 @@ impl Llama {
                 epilogue: Epilogue::SiluGate,
                 bias: None,
             };
-            p.extend(linear(gpu, &gate_up, &s.x, 0, m, &s.h).await?);
+            p.tagged("gate_up", linear(gpu, &gate_up, &s.x, 0, m, &s.h).await?);
             let down = LinearSpec {
                 weight: &layer.w_down,
                 norm: None,
                 epilogue: Epilogue::Accumulate,
                 bias: None,
             };
-            p.extend(linear(gpu, &down, &s.h, 0, m, &s.x).await?);
+            p.tagged("down", linear(gpu, &down, &s.h, 0, m, &s.x).await?);
         }
         let lm = LinearSpec {
             weight: self.lm_head.as_ref().unwrap_or(&self.embed),
@@ -338,14 +344,21 @@ impl Llama {
         match head {
             Head::None => {}
             Head::Sample => {
-                p.extend(linear(gpu, &lm, &s.x, m - 1, 1, &s.logits).await?);
-                p.extend(
+                p.tagged(
+                    "lm_head",
+                    linear(gpu, &lm, &s.x, m - 1, 1, &s.logits).await?,
+                );
+                p.tagged(
+                    "sample",
                     self.sampler
                         .sample(gpu, &s.logits, &self.tokens, &self.step)
                         .await?,
                 );
             }
-            Head::AllLogits => p.extend(linear(gpu, &lm, &s.x, 0, m, &s.logits_all).await?),
+            Head::AllLogits => p.tagged(
+                "lm_head",
+                linear(gpu, &lm, &s.x, 0, m, &s.logits_all).await?,
+            ),
         }
         Ok(p)
     }
@@ -367,14 +380,7 @@ impl Llama {
                 context: self.options.max_context,
             });
         }
-        if !self.programs.contains_key(&(m, head)) {
-            // Prompt lengths vary: keep the decode program and a few recent prefill programs.
-            if self.programs.len() > 8 {
-                self.programs.retain(|(k, _), _| *k == 1);
-            }
-            let program = self.record(m, head).await?;
-            self.programs.insert((m, head), program);
-        }
+        self.ensure_program(m, head).await?;
         self.step.set(&self.gpu, self.pos as u32, m as u32);
         let mut enc = self
             .gpu
@@ -398,6 +404,61 @@ impl Llama {
         let submission = self.gpu.queue().submit([enc.finish()]);
         self.copied[slot] = (head == Head::Sample).then_some((self.pos, submission));
         Ok(())
+    }
+
+    async fn ensure_program(&mut self, m: usize, head: Head) -> Result<()> {
+        if !self.programs.contains_key(&(m, head)) {
+            // Prompt lengths vary: keep the decode program and a few recent prefill programs.
+            if self.programs.len() > 8 {
+                self.programs.retain(|(k, _), _| *k == 1);
+            }
+            let program = self.record(m, head).await?;
+            self.programs.insert((m, head), program);
+        }
+        Ok(())
+    }
+
+    /// [`Llama::decode_step`] with a GPU timestamp around every kernel: their times.
+    pub async fn profile_decode_step(&mut self) -> Result<Vec<KernelTime>> {
+        self.profile_pass(1).await
+    }
+
+    /// A prefill of `tokens` (at most `prefill_chunk`, one pass) with a GPU timestamp around
+    /// every kernel: their times. The context advances as in [`Llama::prefill`].
+    pub async fn profile_prefill(&mut self, tokens: &[u32]) -> Result<Vec<KernelTime>> {
+        if tokens.is_empty() || tokens.len() > self.options.prefill_chunk {
+            return Err(ModelError::Config(format!(
+                "a profiled prefill takes 1..={} tokens, not {}",
+                self.options.prefill_chunk,
+                tokens.len()
+            )));
+        }
+        self.check_ids(tokens)?;
+        if self.pos + tokens.len() > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: self.pos + tokens.len(),
+                context: self.options.max_context,
+            });
+        }
+        self.tokens.write_at(&self.gpu, self.pos, tokens)?;
+        self.profile_pass(tokens.len()).await
+    }
+
+    async fn profile_pass(&mut self, m: usize) -> Result<Vec<KernelTime>> {
+        if self.pos + m > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: self.pos + m,
+                context: self.options.max_context,
+            });
+        }
+        self.ensure_program(m, Head::Sample).await?;
+        self.step.set(&self.gpu, self.pos as u32, m as u32);
+        let times = match self.programs.get(&(m, Head::Sample)) {
+            Some(p) => p.profile(&self.gpu, |_| {}).await?,
+            None => Vec::new(),
+        };
+        self.pos += m;
+        Ok(times)
     }
 
     /// Appends `tokens` to the context and samples the token that follows into the history
