@@ -18,6 +18,9 @@ pub struct GpuFeatures {
     pub subgroup_max_size: u32,
     /// Timestamp queries (per-kernel profiling).
     pub timestamps: bool,
+    /// Cooperative matrices (tensor cores) with f16 16×16×16 tiles, f32 accumulation, subgroups of
+    /// exactly 32: the prefill mat-mul's `COOP` path. Native only (wgpu's experimental feature).
+    pub coop: bool,
 }
 
 /// How to create the context. Tests use the overrides to exercise fallbacks on any adapter.
@@ -29,6 +32,7 @@ pub struct GpuOptions {
     pub max_binding_override: Option<u64>,
     /// Prefer a low-power adapter (integrated GPU) over a discrete one.
     pub low_power: bool,
+    pub allow_coop: bool,
 }
 
 impl Default for GpuOptions {
@@ -38,12 +42,13 @@ impl Default for GpuOptions {
             allow_subgroups: true,
             max_binding_override: None,
             low_power: false,
+            allow_coop: true,
         }
     }
 }
 
 impl GpuOptions {
-    /// Defaults, overridden by `HEARTH_NO_F16=1`, `HEARTH_NO_SUBGROUPS=1` and
+    /// Defaults, overridden by `HEARTH_NO_F16=1`, `HEARTH_NO_SUBGROUPS=1`, `HEARTH_NO_COOP=1` and
     /// `HEARTH_MAX_BINDING=<bytes>` (native only), so every fallback can be forced from outside.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
@@ -51,6 +56,7 @@ impl GpuOptions {
         Self {
             allow_f16: !on("HEARTH_NO_F16"),
             allow_subgroups: !on("HEARTH_NO_SUBGROUPS"),
+            allow_coop: !on("HEARTH_NO_COOP"),
             max_binding_override: std::env::var("HEARTH_MAX_BINDING")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -164,12 +170,21 @@ impl Gpu {
                 wanted |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
             }
         }
+        let coop = opts.allow_coop && f16 && subgroups && coop_tiles(&adapter, &info);
+        if coop {
+            wanted |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
                 required_features: wanted,
                 required_limits: limits.clone(),
+                experimental_features: if coop {
+                    experimental()
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -204,6 +219,7 @@ impl Gpu {
                 1
             },
             timestamps,
+            coop,
         };
         // On wasm32 wgpu's handles are neither Send nor Sync; the Arc only shares them on one thread.
         #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
@@ -287,4 +303,37 @@ impl Gpu {
         #[cfg(target_arch = "wasm32")]
         let _ = submission;
     }
+}
+
+/// Whether the adapter multiplies f16 16×16×16 tiles into f32 per subgroup, with subgroups of
+/// exactly 32 (the `COOP` mat-mul assigns 8 subgroups to a 256-thread workgroup).
+#[cfg(not(target_arch = "wasm32"))]
+fn coop_tiles(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
+    use wgpu::CooperativeScalarType as T;
+    adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        // ha + hb + cs + rs of matmul.wgsl's COOP tile.
+        && adapter.limits().max_compute_workgroup_storage_size >= 48_384
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == T::F16
+                && p.cr_type == T::F32
+        })
+}
+
+#[cfg(target_arch = "wasm32")]
+fn coop_tiles(_: &wgpu::Adapter, _: &wgpu::AdapterInfo) -> bool {
+    false
+}
+
+/// wgpu's consent token for its experimental features, taken only for cooperative matrices.
+#[allow(unsafe_code)] // wgpu marks its experimental features unsafe to opt into
+fn experimental() -> wgpu::ExperimentalFeatures {
+    // SAFETY: only EXPERIMENTAL_COOPERATIVE_MATRIX is requested under it, and only the `COOP`
+    // mat-mul uses it: tile loads and stores stay inside workgroup arrays sized for them, and the
+    // path is checked against the CPU reference wherever the adapter offers it (matmul tests).
+    unsafe { wgpu::ExperimentalFeatures::enabled() }
 }

@@ -4,7 +4,9 @@
 //!
 //! - Decode (`m_rows ≤` [`MATVEC_MAX_ROWS`]): a memory-bound mat-vec streaming 16-byte weight units,
 //!   reduced with subgroups when the device has them.
-//! - Prefill: a tiled mat-mat (64 tokens × 64 weight rows per workgroup, 4×4 per thread).
+//! - Prefill: a tiled mat-mat (64 tokens × 64 weight rows per workgroup, 4×4 per thread, f32 FMA), or
+//!   where the device has cooperative matrices ([`crate::GpuFeatures::coop`]) 64 × 128 tiles on the
+//!   tensor cores (f16 operands, f32 accumulation). `HEARTH_NO_COOP=1` forces the portable path.
 //!
 //! One dispatch per *segment*. Without SiLU gating a segment is a shard of the weight. With it, the
 //! weight's rows are `[gate; up]` (`HostMatrix::concat_rows(&[gate, up])` uploaded with
@@ -253,6 +255,7 @@ pub(crate) async fn linear_tuned(
         defs = defs.f32("EPS", eps);
     }
     let matvec = m_rows <= MATVEC_MAX_ROWS;
+    let coop = !matvec && gpu.features().coop;
     // Output columns per mat-vec workgroup.
     let mv_cols = if gated { 4 } else { 4 * tune.groups };
     let kernel = if matvec {
@@ -272,7 +275,7 @@ pub(crate) async fn linear_tuned(
             .flag("WEB_SUBGROUPS", cfg!(target_arch = "wasm32") && f.subgroups);
         gpu.kernel(KernelKey::new("matmul", "matvec", defs)).await?
     } else {
-        defs = defs.flag("MATVEC", false);
+        defs = defs.flag("MATVEC", false).flag("COOP", coop);
         gpu.kernel(KernelKey::new("matmul", "matmul", defs)).await?
     };
 
@@ -312,7 +315,12 @@ pub(crate) async fn linear_tuned(
         let grid = if matvec {
             elementwise::grid(gpu, s.rows, mv_cols)
         } else {
-            let bno = if gated { 32 } else { 64 };
+            // Output columns per tile (see matmul.wgsl): the COOP tile has twice the weight rows.
+            let bno = match (coop, gated) {
+                (false, true) => 32,
+                (false, false) | (true, true) => 64,
+                (true, false) => 128,
+            };
             [
                 u32_of(s.rows.div_ceil(bno), "column tiles")?,
                 u32_of(m_rows.div_ceil(MM_BM as usize), "row tiles")?,
