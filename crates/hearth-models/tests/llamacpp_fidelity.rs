@@ -69,7 +69,8 @@ fn model(max_context: usize) -> (Llama, Tokenizer) {
 /// Teacher forcing over the fixture prompts: (1) our top-1 equals llama.cpp's wherever llama.cpp's
 /// top-2 margin exceeds 0.3 — unless the float64 reference itself disagrees with llama.cpp there, in
 /// which case ours must equal the float64 top-1; (2) our logits stay within 0.05 of the float64
-/// reference on its top-10 ids (llama.cpp drifts by up to ~1.3 there).
+/// reference on its top-10 ids (llama.cpp drifts by up to ~1.3 there) — 0.15 where prefill runs on
+/// the tensor cores with f16 operands (measured 0.071 on an H200, 2026-11-21).
 #[test]
 fn teacher_forced_logits_agree_with_llama_cpp_and_f64() {
     let (cpp, f64r) = (
@@ -129,9 +130,10 @@ fn teacher_forced_logits_agree_with_llama_cpp_and_f64() {
         arbitrated <= 2,
         "llama.cpp and float64 disagree at {arbitrated} confident positions: check the fixtures"
     );
+    let bound = if m.gpu().features().coop { 0.15 } else { 0.05 };
     assert!(
-        worst_f64 < 0.05,
-        "logits drift from the float64 reference by up to {worst_f64}"
+        worst_f64 < bound,
+        "logits drift from the float64 reference by up to {worst_f64} (bound {bound})"
     );
 }
 
