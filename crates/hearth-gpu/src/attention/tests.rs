@@ -1,7 +1,8 @@
 //! Both attention passes against [`attention_ref`]: prefill with GQA at pos 0 and pos > 0, single rows
 //! through both kernels, decode replayed from one recorded program across chunk-size changes up to
-//! 1024 positions, f16 and f32 caches, subgroup and fallback reductions, head dims 32/34/64/80/256,
-//! and RoPE + attention chained over two prompt chunks and decode steps.
+//! 4096 positions (one chunk written directly, several merged by the last workgroup, twice per
+//! program so the counters must reset), f16 and f32 caches, head dims 32/34/64/80/256, and RoPE +
+//! attention chained over two prompt chunks and decode steps.
 //!
 //! Tolerance: both sides see the same (f16-rounded) cache; the GPU sums ≤ 1024 terms in f32, the
 //! reference in f64, so errors are ~1e-7 on outputs of magnitude ≲ 1; a wrong position, head or
@@ -114,32 +115,40 @@ fn attention_other_head_dims() {
     // No grouping (multi-head attention) and a wide group.
     check(&gpu, 3, 3, 64, 7, 9, false, false);
     check(&gpu, 16, 1, 64, 1, 70, false, false);
+    // The merge with more (head, dims) tasks than invocations: 4 heads × 64 vec4 > 128.
+    check(&gpu, 8, 2, 256, 1, 40, true, false);
+    check(&gpu, 8, 2, 256, 1, 40, false, false);
     // Tiny heads: more decode scores per round than invocations.
     check(&gpu, 16, 2, 4, 1, 50, false, false);
     check(&gpu, 16, 2, 4, 9, 50, false, false);
 }
 
 /// One recorded decode program replayed at many positions, as the model does: positions around
-/// the points where the number of chunks in use and the chunk size change, up to a long context.
+/// the points where the number of chunks in use and the chunk size change (one chunk → two: the
+/// direct write → the merge), up to a long context. The program runs the decode twice into two
+/// outputs sharing one scratch, as consecutive layers do: the second is right only if the first
+/// left the completion counters at zero.
 fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
     let (nh, kvh, hd) = (6, 2, 64);
     let (cache, k, v) = random_cache(gpu, kvh, hd, max_len, f16);
     let row = (nh + 2 * kvh) * hd;
     let x = random(21, row, 3.0);
     let qkv = Tensor::from_slice(gpu, "qkv", &[1, row], &x).unwrap();
-    let out = Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap();
+    let outs = [0, 1].map(|_| Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap());
     let scratch = match chunks {
         Some(c) => AttentionScratch::with_chunks(gpu, nh, kvh, hd, max_len, c).unwrap(),
         None => AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap(),
     };
     let step = Step::new(gpu);
     let mut p = Program::new();
-    p.extend(
-        block(attention(
-            gpu, &qkv, 1, nh, kvh, hd, &cache, 1, &step, &scratch, &out,
+    for out in &outs {
+        let d = block(attention(
+            gpu, &qkv, 1, nh, kvh, hd, &cache, 1, &step, &scratch, out,
         ))
-        .unwrap(),
-    );
+        .unwrap();
+        assert_eq!(d.len(), 1, "decode is one dispatch");
+        p.extend(d);
+    }
     // A chunk holds max(ceil(len / nc), pr) positions: `pr` positions per round.
     let (nc, pr) = (scratch.chunks(), (DECODE_WG as usize) / hd.div_ceil(4));
     let mut positions = vec![0, 1, pr - 1, pr, pr + 1, 3 * pr + 2, 500, max_len - 1];
@@ -149,14 +158,21 @@ fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
     positions.retain(|&p| p < max_len);
     for pos in positions {
         step.set(gpu, pos as u32, 1);
+        for out in &outs {
+            out.write(gpu, &vec![7.0; nh * hd]).unwrap();
+        }
         gpu.submit(&p);
-        let got = block(out.read(gpu)).unwrap();
         let want = attention_ref(&x, 1, nh, kvh, hd, &k, &v, pos);
-        let what = format!(
-            "decode pos={pos} chunks={nc} f16={f16} subgroups={}",
-            gpu.features().subgroups
-        );
-        assert_close(&what, &got, &want, ATOL, RTOL);
+        for out in &outs {
+            let got = block(out.read(gpu)).unwrap();
+            assert_close(
+                &format!("decode pos={pos} chunks={nc} f16={f16}"),
+                &got,
+                &want,
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }
 
@@ -167,7 +183,7 @@ fn attention_decode_replayed_over_positions() {
         gpu.features().f16 && gpu.features().subgroups,
         "lavapipe has both; this test covers them"
     );
-    // The adapter's own chunking; more chunks in use at 4k than the combine pass has invocations.
+    // The adapter's own chunking; more chunks in use at 4k than the merge has invocations.
     decode_replay(&gpu, true, None, 1024);
     decode_replay(&gpu, false, Some(300), 4096);
     let plain = gpu_with(&GpuOptions {
@@ -410,14 +426,13 @@ fn bench_attention() {
             let scratch = AttentionScratch::with_chunks(&gpu, nh, kvh, hd, max_len, nc)
                 .unwrap()
                 .with_workgroups(dwg, pwg);
-            let (decode, split_only) = (record(1, 2, &scratch), record(1, 1, &scratch));
-            for pos in [127usize, 2047, 4095] {
+            let decode = record(1, 1, &scratch);
+            for pos in [7usize, 127, 2047, 4095] {
                 step.set(&gpu, pos as u32, 1);
                 let us = gpu_time_us(&gpu, &decode, reps);
-                let split_us = gpu_time_us(&gpu, &split_only, reps);
                 let bytes = (pos + 1) * kvh * hd * 2 * if cache.is_f16() { 2 } else { 4 };
                 eprintln!(
-                    "decode wg={dwg} chunks={nc:3} ctx {:5}: {us:7.1} µs/layer (split pass {split_us:.1}; {:.0} GB/s of K+V; f16={})",
+                    "decode wg={dwg} chunks={nc:3} ctx {:5}: {us:7.1} µs/layer ({:.0} GB/s of K+V; f16={})",
                     pos + 1,
                     bytes as f64 / us / 1e3,
                     cache.is_f16()
