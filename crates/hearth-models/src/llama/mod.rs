@@ -477,9 +477,13 @@ impl Llama {
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
-    /// Sets the sampling parameters used by the next steps.
-    pub fn set_sampling(&self, params: &SamplingParams) {
-        self.sampler.set_params(&self.gpu, params);
+    /// Sets the sampling parameters used by the next steps. The recorded passes hold the sampler's
+    /// dispatches, which depend on the kind of sampling (greedy, temperature, top-k / top-p): a
+    /// change of kind records them again.
+    pub fn set_sampling(&mut self, params: &SamplingParams) {
+        if self.sampler.set_params(&self.gpu, params) {
+            self.programs.retain(|&(_, head), _| head != Head::Sample);
+        }
     }
 
     /// Teacher forcing from position 0: row `i` holds the logits `[vocab]` after `tokens[..=i]`.
