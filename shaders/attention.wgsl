@@ -6,14 +6,18 @@
 //             invocation. With one chunk in use it writes out directly; otherwise it writes a partial
 //             (max, Σexp, Σexp·v) and the last workgroup of the head block to finish (an atomic
 //             counter) merges the partials into out — split-K with a last-block fixup, so the merge
-//             costs no second dispatch (decode steps are bound by dispatch latency, not by work);
+//             costs no second dispatch (decode steps are bound by dispatch latency, not by work).
+//             With ROPE it also does rope.wgsl's work, for the same reason: q and the new k are
+//             rotated as they are read from qkv (left as is), and one workgroup per kv head stores
+//             the new k and v in the cache for later steps;
 //   prefill — several rows: flash attention, one query row (m, h) per invocation, K/V tiles of BC
 //             positions in workgroup memory shared by the G heads and WG/G tokens of the workgroup.
 // The position (step.pos) is read at run time; workgroup counts never depend on it. Rows
 // m >= step.n_tokens are skipped. Positions are clamped to MAXLEN, so nothing is read out of bounds.
 // Defines: PASS, NH (q heads), KVH (kv heads), HD (head dim, even ≤ 256), MAXLEN (cache positions),
 // SCALE (1/sqrt(HD)), F16 (cache element type), VEC4 (HD % 4 == 0: vector cache loads),
-// WG (workgroup size); decode: GB (q heads per workgroup, ≤ 4), NC (chunks);
+// WG (workgroup size); decode: GB (q heads per workgroup, ≤ 4), NC (chunks), ROPE (rotate and store
+// this row; STYLE as in rope.wgsl: adjacent pairs (2i, 2i+1), half pairs (i, i + HD/2));
 // prefill: BC (positions per K/V tile), MASK (causal: the KV cache, positions ≤ step.pos + m;
 // seqs: the encoder's packed batch — no cache, K/V are read from the qkv rows themselves (bound
 // again as k_cache / v_cache) and token m attends, in both directions, to the tokens of its own
@@ -37,36 +41,28 @@ const HD4: u32 = (HD + 3u) / 4u;
 const NEG: f32 = -3.0e38;
 
 #if VEC4
-// qkv: [m_rows, ROW/4] vec4<f32> — q of row m, head h at (m·ROW + h·HD) / 4
-@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+alias F4 = vec4<f32>;
+alias KV4 = vec4<KV>;
 #else
-// qkv: [m_rows, ROW] f32 — q of row m, head h at m·ROW + h·HD
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+alias F4 = f32; // scalar access
+alias KV4 = KV;
 #endif
-#if VEC4
-// k_cache: [MAXLEN, KVH, HD/4] vec4<KV>
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<KV>>;
-// v_cache: [MAXLEN, KVH, HD/4] vec4<KV>
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<KV>>;
+// qkv: [m_rows, ROW] f32 (as F4) — q of row m, head h at element m·ROW + h·HD
+@group(0) @binding(0) var<storage, read> qkv: array<F4>;
+// k_cache, v_cache: [MAXLEN, KVH, HD] KV (as KV4); with ROPE, this row's rotated key and its
+// value are also stored at position step.pos
+#if ROPE
+@group(0) @binding(1) var<storage, read_write> k_cache: array<KV4>;
+@group(0) @binding(2) var<storage, read_write> v_cache: array<KV4>;
 #else
-// k_cache: [MAXLEN, KVH, HD] KV
-@group(0) @binding(1) var<storage, read> k_cache: array<KV>;
-// v_cache: [MAXLEN, KVH, HD] KV
-@group(0) @binding(2) var<storage, read> v_cache: array<KV>;
+@group(0) @binding(1) var<storage, read> k_cache: array<KV4>;
+@group(0) @binding(2) var<storage, read> v_cache: array<KV4>;
 #endif
 // step: uniform — pos of row 0, n_tokens valid rows
 @group(0) @binding(3) var<uniform> step: Step;
 
-// Dims 4·d4 .. 4·d4+3 of cache row `row` (= position · KVH + kv head), zero past HD.
-fn load_k(row: u32, d4: u32) -> vec4<f32> {
-    return load_k_at(row * HD, d4);
-}
-
-fn load_v(row: u32, d4: u32) -> vec4<f32> {
-    return load_v_at(row * HD, d4);
-}
-
-// Dims 4·d4 .. 4·d4+3 of the head vector starting at element `base` (a multiple of 4 with VEC4).
+// Dims 4·d4 .. 4·d4+3 of the head vector starting at element `base` (a multiple of 4 with VEC4) of
+// the cache (cache row `row` = position · KVH + kv head starts at row · HD), zero past HD.
 fn load_k_at(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
     return vec4<f32>(k_cache[base / 4u + d4]);
@@ -91,16 +87,21 @@ fn load_v_at(base: u32, d4: u32) -> vec4<f32> {
 #endif
 }
 
-// Dims 4·d4 .. 4·d4+3 of q head h of row m, scaled by 1/sqrt(HD), zero past HD.
-fn load_q(m: u32, h: u32, d4: u32) -> vec4<f32> {
+// Dims 4·d4 .. 4·d4+3 of the head vector at qkv element `base` (a multiple of HD), zero past HD.
+fn load_qkv(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
-    return qkv[(m * ROW + h * HD) / 4u + d4] * SCALE;
+    return qkv[base / 4u + d4];
 #else
-    let b = m * ROW + h * HD + d4 * 4u;
+    let b = base + d4 * 4u;
     let e = arrayLength(&qkv) - 1u;
     let x = vec4<f32>(qkv[b], qkv[b + 1u], qkv[min(b + 2u, e)], qkv[min(b + 3u, e)]);
-    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD) * SCALE;
+    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
 #endif
+}
+
+// Dims 4·d4 .. 4·d4+3 of q head h of row m, scaled by 1/sqrt(HD), zero past HD.
+fn load_q(m: u32, h: u32, d4: u32) -> vec4<f32> {
+    return load_qkv(m * ROW + h * HD, d4) * SCALE;
 }
 
 // Rows the qkv buffer holds.
@@ -216,12 +217,89 @@ fn merge_partials(h0: u32, used: u32, t: u32) {
     }
 }
 
+#if ROPE
+// inv_freq: [HD/2] f32 — rotation frequency of pair i (as rope.wgsl)
+@group(0) @binding(8) var<storage, read> inv_freq: array<f32>;
+
+// rope.wgsl's angle reduction (Cody–Waite, 2π in three parts), kept identical.
+const INV_TWO_PI: f32 = 0.15915494309189535;
+const C1: f32 = 6.28125;
+const C2: f32 = 0.0019353071693331003;
+const C3: f32 = 1.0253376e-11;
+
+fn reduce_angle(a: f32) -> f32 {
+    let k = round(a * INV_TWO_PI);
+    return ((a - k * C1) - k * C2) - k * C3;
+}
+
+fn qkv_at(e: u32) -> f32 {
+#if VEC4
+    return qkv[e / 4u][e % 4u];
+#else
+    return qkv[e];
+#endif
+}
+
+// Dims 4·d4 .. 4·d4+3 of the head vector at qkv element `base`, rotated to position pos as
+// rope.wgsl rotates it, zero past HD.
+fn rope4(base: u32, d4: u32, pos: u32) -> vec4<f32> {
+    var y = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let e = d4 * 4u + j;
+        if (e < HD) {
+#if STYLE == adjacent
+            let i = e / 2u;
+            let first = (e & 1u) == 0u; // of its pair
+            let partner = e ^ 1u;
+#else
+            let i = e % (HD / 2u);
+            let first = e < HD / 2u;
+            let partner = select(e - HD / 2u, e + HD / 2u, first);
+#endif
+            let a = reduce_angle(f32(pos) * inv_freq[i]);
+            let x = qkv_at(base + e);
+            let xp = qkv_at(base + partner);
+            // (x0, x1) → (x0·cos − x1·sin, x0·sin + x1·cos)
+            y[j] = select(xp * sin(a) + x * cos(a), x * cos(a) - xp * sin(a), first);
+        }
+    }
+    return y;
+}
+
+// Stores dims 4·d4 .. of a key and a value at cache row `row` (= position · KVH + kv head).
+fn store_kv(row: u32, d4: u32, k: vec4<f32>, v: vec4<f32>) {
+#if VEC4
+    k_cache[row * HD4 + d4] = KV4(k);
+    v_cache[row * HD4 + d4] = KV4(v);
+#else
+    for (var j = 0u; j < 4u; j++) {
+        if (d4 * 4u + j < HD) {
+            k_cache[row * HD + d4 * 4u + j] = KV(k[j]);
+            v_cache[row * HD + d4 * 4u + j] = KV(v[j]);
+        }
+    }
+#endif
+}
+
+// Dims d4 of this row's rotated key and its value for kv head kvh (from qkv).
+fn new_kv(kvh: u32, d4: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(rope4((NH + kvh) * HD, d4, step.pos), load_qkv((NH + KVH + kvh) * HD, d4));
+}
+#endif
+
 // Dims d4 of position p's key and value for kv head kvh, or zeros when not `ok`.
 fn load_kv(ok: bool, p: u32, kvh: u32, d4: u32) -> array<vec4<f32>, 2> {
     if (!ok) {
         return array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     }
-    return array<vec4<f32>, 2>(load_k(p * KVH + kvh, d4), load_v(p * KVH + kvh, d4));
+#if ROPE
+    if (p == step.pos) {
+        // This row's own key and value: this dispatch stores them, so they come from qkv.
+        return new_kv(kvh, d4);
+    }
+#endif
+    let b = (p * KVH + kvh) * HD;
+    return array<vec4<f32>, 2>(load_k_at(b, d4), load_v_at(b, d4));
 }
 
 @compute @workgroup_size(WG)
@@ -245,9 +323,21 @@ fn decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let d4 = t % HD4;
     let lane = r < PR;
 
+#if ROPE
+    // One workgroup per kv head stores this row's key and value for later steps: the chunk holding
+    // step.pos, first head block of the group (nothing past the cache).
+    if (c + 1u == used && h0 % G == 0u && step.pos < MAXLEN && t < HD4) {
+        let kv = new_kv(kvh, t);
+        store_kv(step.pos * KVH + kvh, t, kv[0], kv[1]);
+    }
+#endif
     // One load per invocation for q (GB·HD4 ≤ WG), and the first round's K/V, all in flight together.
     for (var i = t; i < GB * HD4; i += WG) {
+#if ROPE
+        qs[i] = rope4((h0 + i / HD4) * HD, i % HD4, step.pos) * SCALE;
+#else
         qs[i] = load_q(0u, h0 + i / HD4, i % HD4);
+#endif
     }
     var kv = load_kv(lane && c0 + r < c1, c0 + r, kvh, d4);
     workgroupBarrier();
@@ -379,7 +469,7 @@ fn tile_kv(i: u32, j0: u32, kv_end: u32, kvh: u32) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(load_k_at(kb, i % HD4), load_v_at(kb + KVH * HD, i % HD4));
 #else
     let row = j * KVH + kvh;
-    return array<vec4<f32>, 2>(load_k(row, i % HD4), load_v(row, i % HD4));
+    return array<vec4<f32>, 2>(load_k_at(row * HD, i % HD4), load_v_at(row * HD, i % HD4));
 #endif
 }
 

@@ -17,10 +17,12 @@
 //!   sequence of a batch packed back to back (no padding rows, so no compute spent on them).
 //!
 //! For the causal passes, RoPE must already have stored this batch's keys and values (see
-//! [`crate::rope::rope_and_store`]).
+//! [`crate::rope::rope_and_store`]), or [`rope_attention`] does both: for one row (a decode step) in
+//! one dispatch, the decode kernel rotating q and the new key as it reads them and storing the new
+//! key and value itself.
 
 use crate::kv_cache::KvCache;
-use crate::rope::Heads;
+use crate::rope::{rope_and_store, Heads, RopeStyle};
 use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
 
 /// Workgroup sizes: decode, prefill (query rows). Measured on an H200 (bench_attention, with the
@@ -162,10 +164,72 @@ pub async fn attention(
         n_kv_heads,
         head_dim,
     };
-    attention_with(gpu, qkv, shape, cache, layer, step, scratch, out, false).await
+    attention_with(
+        gpu, qkv, shape, cache, layer, step, scratch, out, false, None,
+    )
+    .await
 }
 
-/// [`attention`], optionally forcing the prefill kernel for a single row (tests compare both paths).
+/// The rotary embedding [`rope_attention`] applies (as [`rope_and_store`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope<'a> {
+    pub style: RopeStyle,
+    /// `[head_dim / 2]`
+    pub inv_freq: &'a Tensor<f32>,
+}
+
+/// [`rope_and_store`] then [`attention`] on the same arguments, in as few dispatches as the batch
+/// allows: one row (a decode step, bound by dispatch latency) is a single dispatch that rotates q and
+/// the row's key as it reads them from `qkv` (whose q part it leaves unrotated) and stores the key
+/// and value in the cache; several rows are the two passes.
+#[allow(clippy::too_many_arguments)]
+pub async fn rope_attention(
+    gpu: &Gpu,
+    qkv: &Tensor<f32>,
+    m_rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    rope: Rope<'_>,
+    cache: &KvCache,
+    layer: usize,
+    step: &Step,
+    scratch: &AttentionScratch,
+    out: &Tensor<f32>,
+) -> Result<Vec<Dispatch>> {
+    let shape = Heads {
+        m_rows,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    };
+    if m_rows == 1 {
+        if rope.inv_freq.len() != head_dim / 2 {
+            return Err(GpuError::Shape(format!(
+                "attention: inv_freq {:?}, want [{}]",
+                rope.inv_freq.shape(),
+                head_dim / 2
+            )));
+        }
+        let r = Some(rope);
+        return attention_with(gpu, qkv, shape, cache, layer, step, scratch, out, false, r).await;
+    }
+    let (style, freq) = (rope.style, rope.inv_freq);
+    let mut ds = rope_and_store(
+        gpu, qkv, m_rows, n_heads, n_kv_heads, head_dim, style, freq, cache, layer, step,
+    )
+    .await?;
+    ds.extend(
+        attention(
+            gpu, qkv, m_rows, n_heads, n_kv_heads, head_dim, cache, layer, step, scratch, out,
+        )
+        .await?,
+    );
+    Ok(ds)
+}
+
+/// [`attention`], optionally forcing the prefill kernel for a single row (tests compare both paths),
+/// or with the decode kernel's RoPE.
 #[allow(clippy::too_many_arguments)]
 async fn attention_with(
     gpu: &Gpu,
@@ -177,6 +241,7 @@ async fn attention_with(
     scratch: &AttentionScratch,
     out: &Tensor<f32>,
     force_prefill: bool,
+    rope: Option<Rope<'_>>,
 ) -> Result<Vec<Dispatch>> {
     let Heads {
         m_rows,
@@ -199,7 +264,8 @@ async fn attention_with(
         .u32("MAXLEN", cache.max_len() as u32)
         .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
         .flag("F16", cache.is_f16())
-        .flag("VEC4", head_dim.is_multiple_of(4));
+        .flag("VEC4", head_dim.is_multiple_of(4))
+        .flag("ROPE", false);
     let (k, v) = (cache.k_binding(layer)?, cache.v_binding(layer)?);
 
     if m_rows > 1 || force_prefill {
@@ -245,28 +311,31 @@ async fn attention_with(
         )));
     }
     let plan = scratch.plan;
+    let mut defines = base
+        .u32("GB", plan.gb as u32)
+        .u32("NC", plan.chunks as u32)
+        .u32("WG", plan.decode_wg)
+        .sym("PASS", "decode");
+    let mut bindings = vec![
+        qkv.binding(),
+        k,
+        v,
+        step.binding(),
+        scratch.acc.binding(),
+        scratch.ml.binding(),
+        out.binding(),
+        scratch.done.binding(),
+    ];
+    if let Some(r) = rope {
+        defines = defines.flag("ROPE", true).sym("STYLE", r.style.sym());
+        bindings.push(r.inv_freq.binding());
+    }
     let decode = gpu
-        .kernel(KernelKey::new(
-            "attention",
-            "decode",
-            base.u32("GB", plan.gb as u32)
-                .u32("NC", plan.chunks as u32)
-                .u32("WG", plan.decode_wg)
-                .sym("PASS", "decode"),
-        ))
+        .kernel(KernelKey::new("attention", "decode", defines))
         .await?;
     Ok(vec![gpu.dispatch(
         &decode,
-        &[
-            qkv.binding(),
-            k,
-            v,
-            step.binding(),
-            scratch.acc.binding(),
-            scratch.ml.binding(),
-            out.binding(),
-            scratch.done.binding(),
-        ],
+        &bindings,
         [(n_heads / plan.gb) as u32, plan.chunks as u32, 1],
     )?])
 }
@@ -319,6 +388,7 @@ pub async fn attention_packed(
         .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
         .flag("F16", false)
         .flag("VEC4", head_dim.is_multiple_of(4))
+        .flag("ROPE", false)
         .sym("PASS", "prefill")
         .sym("MASK", "seqs")
         .u32("BC", prefill_tile(head_dim))

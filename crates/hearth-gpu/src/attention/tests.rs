@@ -76,6 +76,7 @@ fn check(
             &scratch,
             &out,
             force_prefill,
+            None,
         ))
         .unwrap(),
     );
@@ -196,90 +197,113 @@ fn attention_decode_replayed_over_positions() {
 }
 
 /// RoPE + attention as the model chains them: two prompt chunks, then decode steps replayed from
-/// one recorded program, against the CPU references of both.
-#[test]
-fn rope_then_attention_over_chunks_and_decode() {
-    let gpu = gpu();
-    let (nh, kvh, hd, max_len) = (4, 2, 32, 64);
+/// one recorded program (across the one-chunk → merged boundary of the decode pass), against the CPU
+/// references of both; `fused`: through [`rope_attention`] (one dispatch per decode step, which
+/// stores the step's key and value itself), else rope_and_store + attention. The cache must end up
+/// holding every rotated key and value either way.
+fn rope_then_attention(gpu: &Gpu, heads: (usize, usize, usize), style: RopeStyle, fused: bool) {
+    let (nh, kvh, hd) = heads;
+    let max_len = 64;
     let row = (nh + 2 * kvh) * hd;
     let inv_freq: Vec<f32> = (0..hd / 2)
         .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
         .collect();
-    let freq = Tensor::from_slice(&gpu, "inv_freq", &[hd / 2], &inv_freq).unwrap();
-    let cache = KvCache::new(&gpu, 1, kvh, hd, max_len).unwrap();
-    let scratch = AttentionScratch::new(&gpu, nh, kvh, hd, max_len).unwrap();
-    let step = Step::new(&gpu);
+    let freq = Tensor::from_slice(gpu, "inv_freq", &[hd / 2], &inv_freq).unwrap();
+    let cache = KvCache::new(gpu, 1, kvh, hd, max_len).unwrap();
+    let scratch = AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap();
+    let step = Step::new(gpu);
     let (mut ref_k, mut ref_v) = (Vec::new(), Vec::new());
+    let rope = Rope {
+        style,
+        inv_freq: &freq,
+    };
     let record = |m: usize, qkv: &Tensor<f32>, out: &Tensor<f32>| {
         let mut p = Program::new();
-        p.extend(
-            block(rope_and_store(
-                &gpu,
-                qkv,
-                m,
-                nh,
-                kvh,
-                hd,
-                RopeStyle::Half,
-                &freq,
-                &cache,
-                0,
-                &step,
-            ))
-            .unwrap(),
-        );
-        p.extend(
-            block(attention(
-                &gpu, qkv, m, nh, kvh, hd, &cache, 0, &step, &scratch, out,
-            ))
-            .unwrap(),
-        );
+        if fused {
+            let d = rope_attention(
+                gpu, qkv, m, nh, kvh, hd, rope, &cache, 0, &step, &scratch, out,
+            );
+            p.extend(block(d).unwrap());
+            assert_eq!(p.len(), if m == 1 { 1 } else { 2 });
+            return p;
+        }
+        let r = rope_and_store(gpu, qkv, m, nh, kvh, hd, style, &freq, &cache, 0, &step);
+        p.extend(block(r).unwrap());
+        let a = attention(gpu, qkv, m, nh, kvh, hd, &cache, 0, &step, &scratch, out);
+        p.extend(block(a).unwrap());
         p
     };
-    let decode_qkv = Tensor::zeros(&gpu, "qkv1", &[1, row]).unwrap();
-    let decode_out = Tensor::zeros(&gpu, "out1", &[1, nh * hd]).unwrap();
+    let decode_qkv = Tensor::zeros(gpu, "qkv1", &[1, row]).unwrap();
+    let decode_out = Tensor::zeros(gpu, "out1", &[1, nh * hd]).unwrap();
     let decode = record(1, &decode_qkv, &decode_out);
+    // The reference sees the cache as stored (f16 on lavapipe).
+    let round = |a: &[f32]| -> Vec<f32> {
+        if cache.is_f16() {
+            a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+        } else {
+            a.to_vec()
+        }
+    };
     let mut pos = 0;
-    for (i, m) in [6usize, 4, 1, 1, 1].into_iter().enumerate() {
+    let chunks = [6usize, 4].into_iter().chain(std::iter::repeat_n(1, 20));
+    for (i, m) in chunks.enumerate() {
         let x = random(30 + i as u64, m * row, 1.0);
         let (qkv, out) = if m == 1 {
             (decode_qkv.clone(), decode_out.clone())
         } else {
             (
-                Tensor::zeros(&gpu, "qkv", &[m, row]).unwrap(),
-                Tensor::zeros(&gpu, "out", &[m, nh * hd]).unwrap(),
+                Tensor::zeros(gpu, "qkv", &[m, row]).unwrap(),
+                Tensor::zeros(gpu, "out", &[m, nh * hd]).unwrap(),
             )
         };
-        qkv.write(&gpu, &x).unwrap();
-        step.set(&gpu, pos as u32, m as u32);
+        qkv.write(gpu, &x).unwrap();
+        step.set(gpu, pos as u32, m as u32);
         if m == 1 {
             gpu.submit(&decode);
         } else {
             gpu.submit(&record(m, &qkv, &out));
         }
         let mut xr = x.clone();
-        let (k, v) = rope_ref(&mut xr, m, nh, kvh, hd, RopeStyle::Half, &inv_freq, pos);
-        // The reference sees the cache as stored (f16 on lavapipe).
-        let round = |a: Vec<f32>| -> Vec<f32> {
-            if cache.is_f16() {
-                a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-            } else {
-                a
-            }
-        };
-        ref_k.extend(round(k));
-        ref_v.extend(round(v));
-        let want = attention_ref(&xr, m, nh, kvh, hd, &ref_k, &ref_v, pos);
-        let got = block(out.read(&gpu)).unwrap();
-        assert_close(
-            &format!("rope+attention m={m} pos={pos}"),
-            &got,
-            &want,
-            5e-4,
-            1e-3,
-        );
+        let (k, v) = rope_ref(&mut xr, m, nh, kvh, hd, style, &inv_freq, pos);
+        let (mut see_k, mut see_v) = (ref_k.clone(), ref_v.clone());
+        if fused && m == 1 {
+            // The fused step attends to its own key and value before they are stored: unrounded.
+            see_k.extend(&k);
+            see_v.extend(&v);
+        } else {
+            see_k.extend(round(&k));
+            see_v.extend(round(&v));
+        }
+        ref_k.extend(round(&k));
+        ref_v.extend(round(&v));
+        let want = attention_ref(&xr, m, nh, kvh, hd, &see_k, &see_v, pos);
+        let got = block(out.read(gpu)).unwrap();
+        let what = format!("rope+attention {heads:?} {style:?} fused={fused} m={m} pos={pos}");
+        assert_close(&what, &got, &want, 5e-4, 1e-3);
         pos += m;
     }
+    let (k, v) = block(cache.read_layer(gpu, 0)).unwrap();
+    let n = pos * kvh * hd;
+    assert_close("cached keys", &k[..n], &ref_k, 1e-5, 2e-3);
+    assert_close("cached values", &v[..n], &ref_v, 1e-5, 2e-3);
+}
+
+#[test]
+fn rope_then_attention_over_chunks_and_decode() {
+    let gpu = gpu();
+    // GQA 2:1 and 3:1 (three q heads a workgroup), vector and scalar (head dim 34) cache access.
+    for heads in [(4, 2, 32), (6, 2, 34), (6, 2, 64)] {
+        for style in [RopeStyle::Half, RopeStyle::Adjacent] {
+            rope_then_attention(&gpu, heads, style, false);
+            rope_then_attention(&gpu, heads, style, true);
+        }
+    }
+    // f32 cache.
+    let plain = gpu_with(&GpuOptions {
+        allow_f16: false,
+        ..GpuOptions::from_env()
+    });
+    rope_then_attention(&plain, (4, 2, 32), RopeStyle::Half, true);
 }
 
 #[test]

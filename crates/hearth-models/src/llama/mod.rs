@@ -10,11 +10,11 @@ mod generate;
 
 use std::collections::HashMap;
 
-use hearth_gpu::attention::{attention, AttentionScratch};
+use hearth_gpu::attention::{rope_attention, AttentionScratch, Rope};
 use hearth_gpu::embed::embed;
 use hearth_gpu::kv_cache::KvCache;
 use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
-use hearth_gpu::rope::{rope_and_store, RopeStyle as GpuRope};
+use hearth_gpu::rope::RopeStyle as GpuRope;
 use hearth_gpu::sample::{Sampler, SamplingParams};
 use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
 
@@ -259,9 +259,12 @@ impl Llama {
             c.head_dim,
             c.rms_norm_eps,
         );
-        let style = match c.rope_style {
-            RopeStyle::Adjacent => GpuRope::Adjacent,
-            RopeStyle::Half => GpuRope::Half,
+        let rope = Rope {
+            style: match c.rope_style {
+                RopeStyle::Adjacent => GpuRope::Adjacent,
+                RopeStyle::Half => GpuRope::Half,
+            },
+            inv_freq: &self.inv_freq,
         };
         let mut p = Program::new();
         p.extend(embed(gpu, &self.embed, &self.tokens, &self.step, m, &s.x).await?);
@@ -274,30 +277,16 @@ impl Llama {
                 bias: None,
             };
             p.extend(linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
+            // RoPE, the KV-cache store and attention: one dispatch for a decode step.
             p.extend(
-                rope_and_store(
+                rope_attention(
                     gpu,
                     &s.qkv,
                     m,
                     nh,
                     nkv,
                     hd,
-                    style,
-                    &self.inv_freq,
-                    &self.cache,
-                    l,
-                    &self.step,
-                )
-                .await?,
-            );
-            p.extend(
-                attention(
-                    gpu,
-                    &s.qkv,
-                    m,
-                    nh,
-                    nkv,
-                    hd,
+                    rope,
                     &self.cache,
                     l,
                     &self.step,

@@ -191,7 +191,7 @@ fn bad_requests_are_errors() {
     ));
 }
 
-/// A decode step records one dispatch per kernel: the embedding, six per layer (qkv, rope,
+/// A decode step records one dispatch per kernel: the embedding, five per layer (qkv, rope with
 /// attention, o, gate/up, down), the LM head and the sampler's plan (greedy 1, top-k/top-p 4). A
 /// change of kind of sampling records the step again, and its draws follow the CPU mirror of the
 /// sampler on the GPU's logits (repetition penalty included).
@@ -206,7 +206,7 @@ fn decode_dispatches_and_sampling_plans() {
         logits_rows: 1,
     };
     let mut model = block(Llama::new(&gpu, &w, opts)).unwrap();
-    let forward = 1 + 6 * config.num_hidden_layers + 1;
+    let forward = 1 + 5 * config.num_hidden_layers + 1;
     let step_len = |m: &Llama| block(m.record(1, Head::Sample)).unwrap().len();
     assert_eq!(step_len(&model), forward + 1, "greedy");
     let chat = SamplingParams {
