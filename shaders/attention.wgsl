@@ -1,18 +1,23 @@
 // Causal grouped-query attention over the KV cache.
 //   out[m, h] = softmax(q[m, h] · K[0..=pos+m]ᵀ / sqrt(HD)) · V[0..=pos+m],  K/V of kv head h / G.
-// Three passes, chosen by the PASS define (each declares its own bindings 0, 1, 2…):
-//   decode  — one row (m_rows == 1), flash-decoding: workgroup (block of GB q heads, chunk c) walks
-//             its slice of the positions in rounds of one coalesced K and V load per invocation and
-//             writes a partial (max, Σexp, Σexp·v);
-//   combine — merges the NC partials of each head into out;
+// Two passes, chosen by the PASS define (each declares its own bindings 0, 1, 2…):
+//   decode  — one row (m_rows == 1), flash-decoding in one dispatch: workgroup (block of GB q heads,
+//             chunk c) walks its slice of the positions in rounds of one coalesced K and V load per
+//             invocation. With one chunk in use it writes out directly; otherwise it writes a partial
+//             (max, Σexp, Σexp·v) and the last workgroup of the head block to finish (an atomic
+//             counter) merges the partials into out — split-K with a last-block fixup, so the merge
+//             costs no second dispatch (decode steps are bound by dispatch latency, not by work).
+//             With ROPE it also does rope.wgsl's work, for the same reason: q and the new k are
+//             rotated as they are read from qkv (left as is), and one workgroup per kv head stores
+//             the new k and v in the cache for later steps;
 //   prefill — several rows: flash attention, one query row (m, h) per invocation, K/V tiles of BC
 //             positions in workgroup memory shared by the G heads and WG/G tokens of the workgroup.
 // The position (step.pos) is read at run time; workgroup counts never depend on it. Rows
 // m >= step.n_tokens are skipped. Positions are clamped to MAXLEN, so nothing is read out of bounds.
 // Defines: PASS, NH (q heads), KVH (kv heads), HD (head dim, even ≤ 256), MAXLEN (cache positions),
 // SCALE (1/sqrt(HD)), F16 (cache element type), VEC4 (HD % 4 == 0: vector cache loads),
-// WG (workgroup size); decode/combine: GB (q heads per workgroup, ≤ 4), NC (chunks), SUBGROUPS
-// (combine's reductions), WEB (emit `enable subgroups;`: browsers need it, naga rejects it);
+// WG (workgroup size); decode: GB (q heads per workgroup, ≤ 4), NC (chunks), ROPE (rotate and store
+// this row; STYLE as in rope.wgsl: adjacent pairs (2i, 2i+1), half pairs (i, i + HD/2));
 // prefill: BC (positions per K/V tile), MASK (causal: the KV cache, positions ≤ step.pos + m;
 // seqs: the encoder's packed batch — no cache, K/V are read from the qkv rows themselves (bound
 // again as k_cache / v_cache) and token m attends, in both directions, to the tokens of its own
@@ -23,11 +28,6 @@ enable f16;
 alias KV = f16;
 #else
 alias KV = f32;
-#endif
-#if SUBGROUPS
-#if WEB
-enable subgroups;
-#endif
 #endif
 
 struct Step { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
@@ -40,38 +40,29 @@ const HD4: u32 = (HD + 3u) / 4u;
 // "minus infinity" that stays finite through subtraction
 const NEG: f32 = -3.0e38;
 
-#if PASS != combine
 #if VEC4
-// qkv: [m_rows, ROW/4] vec4<f32> — q of row m, head h at (m·ROW + h·HD) / 4
-@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+alias F4 = vec4<f32>;
+alias KV4 = vec4<KV>;
 #else
-// qkv: [m_rows, ROW] f32 — q of row m, head h at m·ROW + h·HD
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+alias F4 = f32; // scalar access
+alias KV4 = KV;
 #endif
-#if VEC4
-// k_cache: [MAXLEN, KVH, HD/4] vec4<KV>
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<KV>>;
-// v_cache: [MAXLEN, KVH, HD/4] vec4<KV>
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<KV>>;
+// qkv: [m_rows, ROW] f32 (as F4) — q of row m, head h at element m·ROW + h·HD
+@group(0) @binding(0) var<storage, read> qkv: array<F4>;
+// k_cache, v_cache: [MAXLEN, KVH, HD] KV (as KV4); with ROPE, this row's rotated key and its
+// value are also stored at position step.pos
+#if ROPE
+@group(0) @binding(1) var<storage, read_write> k_cache: array<KV4>;
+@group(0) @binding(2) var<storage, read_write> v_cache: array<KV4>;
 #else
-// k_cache: [MAXLEN, KVH, HD] KV
-@group(0) @binding(1) var<storage, read> k_cache: array<KV>;
-// v_cache: [MAXLEN, KVH, HD] KV
-@group(0) @binding(2) var<storage, read> v_cache: array<KV>;
+@group(0) @binding(1) var<storage, read> k_cache: array<KV4>;
+@group(0) @binding(2) var<storage, read> v_cache: array<KV4>;
 #endif
 // step: uniform — pos of row 0, n_tokens valid rows
 @group(0) @binding(3) var<uniform> step: Step;
 
-// Dims 4·d4 .. 4·d4+3 of cache row `row` (= position · KVH + kv head), zero past HD.
-fn load_k(row: u32, d4: u32) -> vec4<f32> {
-    return load_k_at(row * HD, d4);
-}
-
-fn load_v(row: u32, d4: u32) -> vec4<f32> {
-    return load_v_at(row * HD, d4);
-}
-
-// Dims 4·d4 .. 4·d4+3 of the head vector starting at element `base` (a multiple of 4 with VEC4).
+// Dims 4·d4 .. 4·d4+3 of the head vector starting at element `base` (a multiple of 4 with VEC4) of
+// the cache (cache row `row` = position · KVH + kv head starts at row · HD), zero past HD.
 fn load_k_at(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
     return vec4<f32>(k_cache[base / 4u + d4]);
@@ -96,16 +87,21 @@ fn load_v_at(base: u32, d4: u32) -> vec4<f32> {
 #endif
 }
 
-// Dims 4·d4 .. 4·d4+3 of q head h of row m, scaled by 1/sqrt(HD), zero past HD.
-fn load_q(m: u32, h: u32, d4: u32) -> vec4<f32> {
+// Dims 4·d4 .. 4·d4+3 of the head vector at qkv element `base` (a multiple of HD), zero past HD.
+fn load_qkv(base: u32, d4: u32) -> vec4<f32> {
 #if VEC4
-    return qkv[(m * ROW + h * HD) / 4u + d4] * SCALE;
+    return qkv[base / 4u + d4];
 #else
-    let b = m * ROW + h * HD + d4 * 4u;
+    let b = base + d4 * 4u;
     let e = arrayLength(&qkv) - 1u;
     let x = vec4<f32>(qkv[b], qkv[b + 1u], qkv[min(b + 2u, e)], qkv[min(b + 3u, e)]);
-    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD) * SCALE;
+    return select(vec4<f32>(x.xy, 0.0, 0.0), x, d4 * 4u + 2u < HD);
 #endif
+}
+
+// Dims 4·d4 .. 4·d4+3 of q head h of row m, scaled by 1/sqrt(HD), zero past HD.
+fn load_q(m: u32, h: u32, d4: u32) -> vec4<f32> {
+    return load_qkv(m * ROW + h * HD, d4) * SCALE;
 }
 
 // Rows the qkv buffer holds.
@@ -116,9 +112,20 @@ fn qkv_rows() -> u32 {
     return arrayLength(&qkv) / ROW;
 #endif
 }
-#endif
 
-#if PASS != prefill
+// Dims 4·d4 .. 4·d4+3 of the output head vector starting at element o (the last two only when
+// HD has them). Both passes bind an `out`.
+fn store_out(o: u32, d4: u32, a: vec4<f32>) {
+    let i = o + d4 * 4u;
+    out[i] = a.x;
+    out[i + 1u] = a.y;
+    if (d4 * 4u + 2u < HD) {
+        out[i + 2u] = a.z;
+        out[i + 3u] = a.w;
+    }
+}
+
+#if PASS == decode
 // Decode invocation (r, d4) = (t / HD4, t % HD4) holds dims 4·d4..4·d4+3 of position lane r; a round
 // covers PR positions with one K and one V load per invocation (all in flight at once).
 const PR: u32 = WG / HD4;
@@ -128,13 +135,16 @@ const PR: u32 = WG / HD4;
 fn chunk_size(len: u32) -> u32 {
     return max((len + NC - 1u) / NC, PR);
 }
-#endif
 
-#if PASS == decode
 // part_acc: [NH, NC, HD4] vec4<f32> — Σ exp(s - max)·v over each chunk
 @group(0) @binding(4) var<storage, read_write> part_acc: array<vec4<f32>>;
 // part_ml: [NH, NC] vec2<f32> — (max score, Σ exp(s - max)) of each chunk
 @group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;
+// out: [1, NH·HD] f32
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+// done: [NH / GB] u32 — per head block, the workgroups that have written their partial this step;
+// the last one resets it to 0 for the next layer and step (it starts at 0: the buffer is zeroed)
+@group(0) @binding(7) var<storage, read_write> done: array<atomic<u32>>;
 
 // q of the GB heads [GB, HD4], pre-scaled
 var<workgroup> qs: array<vec4<f32>, GB * HD4>;
@@ -146,13 +156,150 @@ var<workgroup> sc: array<f32, GB * PR>;
 var<workgroup> round_max: array<f32, GB>;
 // the lanes' Σexp·v of one head [PR, HD4], summed at the end
 var<workgroup> lanes: array<vec4<f32>, PR * HD4>;
+// whether this workgroup is the last of its head block to finish
+var<workgroup> is_last: bool;
+
+// The merge of the partials: invocation task (g, cg, d4) folds chunks cg, cg + FCG, … of head g
+// (dims d4), then one task per (g, d4) folds the FCG results. FCG spreads the chunks over the
+// invocations that GB·HD4 leaves idle.
+const FCG: u32 = max(WG / (GB * HD4), 1u);
+const FT: u32 = GB * FCG * HD4;
+var<workgroup> fold_acc: array<vec4<f32>, FT>;
+var<workgroup> fold_ml: array<vec2<f32>, FT>;
+
+// Online-softmax merge of (max, Σexp) `ml` and Σexp·v `acc` with a partial (x, p).
+fn fold(ml: ptr<function, vec2<f32>>, acc: ptr<function, vec4<f32>>, x: vec2<f32>, p: vec4<f32>) {
+    let m = max((*ml).x, x.x);
+    let a = exp((*ml).x - m);
+    let b = exp(x.x - m);
+    *acc = *acc * a + p * b;
+    *ml = vec2<f32>(m, (*ml).y * a + x.y * b);
+}
+
+// Run by the last workgroup of head block h0 / GB: merges the `used` partials of its GB heads into out.
+fn merge_partials(h0: u32, used: u32, t: u32) {
+    for (var i = t; i < FT; i += WG) {
+        let g = i / (FCG * HD4);
+        let cg = i / HD4 % FCG;
+        let d4 = i % HD4;
+        let base = (h0 + g) * NC;
+        var ml = vec2<f32>(NEG, 0.0);
+        var acc = vec4<f32>(0.0);
+        // Four chunks' loads in flight before any is folded (the partials sit in L2; a fold per
+        // load would wait on each). A missing chunk folds as (NEG, 0): no change.
+        for (var c = cg; c < used; c += 4u * FCG) {
+            var x: array<vec2<f32>, 4>;
+            var p: array<vec4<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                let cj = c + j * FCG;
+                let slot = base + min(cj, used - 1u);
+                x[j] = select(vec2<f32>(NEG, 0.0), part_ml[slot], cj < used);
+                p[j] = select(vec4<f32>(0.0), part_acc[slot * HD4 + d4], cj < used);
+            }
+            for (var j = 0u; j < 4u; j++) {
+                fold(&ml, &acc, x[j], p[j]);
+            }
+        }
+        fold_ml[i] = ml;
+        fold_acc[i] = acc;
+    }
+    workgroupBarrier();
+    for (var i = t; i < GB * HD4; i += WG) {
+        let g = i / HD4;
+        let d4 = i % HD4;
+        var ml = vec2<f32>(NEG, 0.0);
+        var acc = vec4<f32>(0.0);
+        for (var cg = 0u; cg < FCG; cg++) {
+            let j = (g * FCG + cg) * HD4 + d4;
+            fold(&ml, &acc, fold_ml[j], fold_acc[j]);
+        }
+        store_out((h0 + g) * HD, d4, acc / ml.y);
+    }
+}
+
+#if ROPE
+// inv_freq: [HD/2] f32 — rotation frequency of pair i (as rope.wgsl)
+@group(0) @binding(8) var<storage, read> inv_freq: array<f32>;
+
+// rope.wgsl's angle reduction (Cody–Waite, 2π in three parts), kept identical.
+const INV_TWO_PI: f32 = 0.15915494309189535;
+const C1: f32 = 6.28125;
+const C2: f32 = 0.0019353071693331003;
+const C3: f32 = 1.0253376e-11;
+
+fn reduce_angle(a: f32) -> f32 {
+    let k = round(a * INV_TWO_PI);
+    return ((a - k * C1) - k * C2) - k * C3;
+}
+
+fn qkv_at(e: u32) -> f32 {
+#if VEC4
+    return qkv[e / 4u][e % 4u];
+#else
+    return qkv[e];
+#endif
+}
+
+// Dims 4·d4 .. 4·d4+3 of the head vector at qkv element `base`, rotated to position pos as
+// rope.wgsl rotates it, zero past HD.
+fn rope4(base: u32, d4: u32, pos: u32) -> vec4<f32> {
+    var y = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let e = d4 * 4u + j;
+        if (e < HD) {
+#if STYLE == adjacent
+            let i = e / 2u;
+            let first = (e & 1u) == 0u; // of its pair
+            let partner = e ^ 1u;
+#else
+            let i = e % (HD / 2u);
+            let first = e < HD / 2u;
+            let partner = select(e - HD / 2u, e + HD / 2u, first);
+#endif
+            let a = reduce_angle(f32(pos) * inv_freq[i]);
+            let x = qkv_at(base + e);
+            let xp = qkv_at(base + partner);
+            // (x0, x1) → (x0·cos − x1·sin, x0·sin + x1·cos)
+            y[j] = select(xp * sin(a) + x * cos(a), x * cos(a) - xp * sin(a), first);
+        }
+    }
+    return y;
+}
+
+// Stores dims 4·d4 .. of a key and a value at cache row `row` (= position · KVH + kv head).
+fn store_kv(row: u32, d4: u32, k: vec4<f32>, v: vec4<f32>) {
+#if VEC4
+    k_cache[row * HD4 + d4] = KV4(k);
+    v_cache[row * HD4 + d4] = KV4(v);
+#else
+    for (var j = 0u; j < 4u; j++) {
+        if (d4 * 4u + j < HD) {
+            k_cache[row * HD + d4 * 4u + j] = KV(k[j]);
+            v_cache[row * HD + d4 * 4u + j] = KV(v[j]);
+        }
+    }
+#endif
+}
+
+// Dims d4 of this row's rotated key and its value for kv head kvh (from qkv).
+fn new_kv(kvh: u32, d4: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(rope4((NH + kvh) * HD, d4, step.pos), load_qkv((NH + KVH + kvh) * HD, d4));
+}
+#endif
 
 // Dims d4 of position p's key and value for kv head kvh, or zeros when not `ok`.
 fn load_kv(ok: bool, p: u32, kvh: u32, d4: u32) -> array<vec4<f32>, 2> {
     if (!ok) {
         return array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     }
-    return array<vec4<f32>, 2>(load_k(p * KVH + kvh, d4), load_v(p * KVH + kvh, d4));
+#if ROPE
+    if (p == step.pos) {
+        // This row's own key and value: this dispatch stores them, so they come from qkv.
+        return new_kv(kvh, d4);
+    }
+#endif
+    let b = (p * KVH + kvh) * HD;
+    return array<vec4<f32>, 2>(load_k_at(b, d4), load_v_at(b, d4));
 }
 
 @compute @workgroup_size(WG)
@@ -167,16 +314,30 @@ fn decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let c0 = c * chunk_size(len);
     let c1 = min(c0 + chunk_size(len), len);
     if (c0 >= c1) {
-        // Past the current length: combine skips this chunk.
+        // Past the current length: not counted, not merged.
         return;
     }
+    // Chunks in use this step (each non-empty); the same in every workgroup.
+    let used = (len + chunk_size(len) - 1u) / chunk_size(len);
     let r = t / HD4;
     let d4 = t % HD4;
     let lane = r < PR;
 
+#if ROPE
+    // One workgroup per kv head stores this row's key and value for later steps: the chunk holding
+    // step.pos, first head block of the group (nothing past the cache).
+    if (c + 1u == used && h0 % G == 0u && step.pos < MAXLEN && t < HD4) {
+        let kv = new_kv(kvh, t);
+        store_kv(step.pos * KVH + kvh, t, kv[0], kv[1]);
+    }
+#endif
     // One load per invocation for q (GB·HD4 ≤ WG), and the first round's K/V, all in flight together.
     for (var i = t; i < GB * HD4; i += WG) {
+#if ROPE
+        qs[i] = rope4((h0 + i / HD4) * HD, i % HD4, step.pos) * SCALE;
+#else
         qs[i] = load_q(0u, h0 + i / HD4, i % HD4);
+#endif
     }
     var kv = load_kv(lane && c0 + r < c1, c0 + r, kvh, d4);
     workgroupBarrier();
@@ -234,7 +395,8 @@ fn decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         kv = next;
     }
 
-    // Sum the lanes, one head at a time.
+    // Sum the lanes, one head at a time: the head's output when this is the only chunk in use,
+    // else this chunk's partial.
     for (var g = 0u; g < GB; g++) {
         workgroupBarrier();
         if (lane) {
@@ -247,166 +409,38 @@ fn decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let slot = (h0 + g) * NC + c;
         if (t < HD4) {
             var a = vec4<f32>(0.0);
-            for (var rr = 0u; rr < PR; rr++) {
-                a += lanes[rr * HD4 + t];
-            }
-            part_acc[slot * HD4 + t] = a;
-        }
-        if (t == 0u) {
             var total = 0.0;
             for (var rr = 0u; rr < PR; rr++) {
+                a += lanes[rr * HD4 + t];
                 total += sc[rr];
             }
-            part_ml[slot] = vec2<f32>(mx[g], total);
+            if (used == 1u) {
+                store_out((h0 + g) * HD, t, a / total);
+            } else {
+                part_acc[slot * HD4 + t] = a;
+                if (t == 0u) {
+                    part_ml[slot] = vec2<f32>(mx[g], total);
+                }
+            }
         }
     }
-}
-#endif
-
-#if PASS == combine
-// CG chunk groups of HD4 invocations sum the chunks' accumulators.
-const CG: u32 = WG / HD4;
-
-// part_acc: [NH, NC, HD4] vec4<f32> — from decode
-@group(0) @binding(0) var<storage, read> part_acc: array<vec4<f32>>;
-// part_ml: [NH, NC] vec2<f32> — from decode
-@group(0) @binding(1) var<storage, read> part_ml: array<vec2<f32>>;
-// out: [1, NH·HD] f32
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-// step: uniform — pos of the row, n_tokens
-@group(0) @binding(3) var<uniform> step: Step;
-
-// weight exp(m_c - max) of each chunk
-var<workgroup> w: array<f32, NC>;
-// per-group sums [CG, HD4]
-var<workgroup> groups: array<vec4<f32>, CG * HD4>;
-#if SUBGROUPS
-// max as an order-preserving u32 (atomicMax needs integers); Σ l·w per subgroup, in slots handed
-// out by an atomic counter: correct for any subgroup size and any mapping of invocations. Both start
-// at 0: WebGPU zero-initialises workgroup memory.
-var<workgroup> max_bits: atomic<u32>;
-var<workgroup> n_slots: atomic<u32>;
-var<workgroup> slots: array<f32, WG>;
-#else
-// tree reductions [WG]
-var<workgroup> tree: array<f32, WG>;
-#endif
-
-#if SUBGROUPS
-fn order_f32(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    return select(~b, b | 0x80000000u, (b & 0x80000000u) == 0u);
-}
-fn unorder_f32(u: u32) -> f32 {
-    return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
-}
-#endif
-
-// max over the workgroup of x (every invocation gets it)
-fn wg_max(x: f32, t: u32, sg_lane: u32) -> f32 {
-#if SUBGROUPS
-    let m = subgroupMax(x);
-    if (sg_lane == 0u) {
-        atomicMax(&max_bits, order_f32(m));
-    }
-    workgroupBarrier();
-    return unorder_f32(atomicLoad(&max_bits));
-#else
-    tree[t] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            tree[t] = max(tree[t], tree[t + s]);
-        }
-        workgroupBarrier();
-    }
-    return tree[0];
-#endif
-}
-
-// sum over the workgroup of x (every invocation gets it)
-fn wg_sum(x: f32, t: u32, sg_lane: u32) -> f32 {
-#if SUBGROUPS
-    let s = subgroupAdd(x);
-    if (sg_lane == 0u) {
-        slots[atomicAdd(&n_slots, 1u)] = s;
-    }
-    workgroupBarrier();
-    var total = 0.0;
-    for (var i = 0u; i < atomicLoad(&n_slots); i++) {
-        total += slots[i];
-    }
-    return total;
-#else
-    workgroupBarrier();
-    tree[t] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            tree[t] += tree[t + s];
-        }
-        workgroupBarrier();
-    }
-    return tree[0];
-#endif
-}
-
-// One workgroup per head.
-@compute @workgroup_size(WG)
-fn combine(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-#if SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-#endif
-) {
-#if !SUBGROUPS
-    let sg_lane = 0u;
-#endif
-    if (step.n_tokens == 0u) {
+    if (used == 1u) {
         return;
     }
-    let h = wid.x;
-    let len = min(step.pos + 1u, MAXLEN);
-    let used = (len + chunk_size(len) - 1u) / chunk_size(len);
-
-    var m_local = NEG;
-    for (var c = t; c < used; c += WG) {
-        m_local = max(m_local, part_ml[h * NC + c].x);
-    }
-    let m = wg_max(m_local, t, sg_lane);
-    var l_local = 0.0;
-    for (var c = t; c < used; c += WG) {
-        let ml = part_ml[h * NC + c];
-        w[c] = exp(ml.x - m);
-        l_local += ml.y * w[c];
-    }
-    let total = wg_sum(l_local, t, sg_lane);
-
-    // Invocation (cg, d4) sums chunks cg, cg + CG, …; then HD4 invocations sum the groups.
-    let cg = t / HD4;
-    let d4 = t % HD4;
-    if (cg < CG) {
-        var a = vec4<f32>(0.0);
-        for (var c = cg; c < used; c += CG) {
-            a += part_acc[(h * NC + c) * HD4 + d4] * w[c];
+    // The device-scope barrier (naga: OpControlBarrier with Device memory scope and
+    // acquire-release semantics on storage) orders this workgroup's partials before its count;
+    // the last workgroup's barrier after reading the count orders its loads after everyone's
+    // partials. Nothing spins on another workgroup, so no forward-progress guarantee is needed.
+    storageBarrier();
+    if (t == 0u) {
+        is_last = atomicAdd(&done[wid.x], 1u) == used - 1u;
+        if (is_last) {
+            atomicStore(&done[wid.x], 0u);
         }
-        groups[t] = a;
     }
-    workgroupBarrier();
-    if (t < HD4) {
-        var a = vec4<f32>(0.0);
-        for (var i = 0u; i < CG; i++) {
-            a += groups[i * HD4 + t];
-        }
-        a /= total;
-        let o = h * HD + t * 4u;
-        out[o] = a.x;
-        out[o + 1u] = a.y;
-        if (t * 4u + 2u < HD) {
-            out[o + 2u] = a.z;
-            out[o + 3u] = a.w;
-        }
+    if (workgroupUniformLoad(&is_last)) {
+        storageBarrier();
+        merge_partials(h0, used, t);
     }
 }
 #endif
@@ -435,7 +469,7 @@ fn tile_kv(i: u32, j0: u32, kv_end: u32, kvh: u32) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(load_k_at(kb, i % HD4), load_v_at(kb + KVH * HD, i % HD4));
 #else
     let row = j * KVH + kvh;
-    return array<vec4<f32>, 2>(load_k(row, i % HD4), load_v(row, i % HD4));
+    return array<vec4<f32>, 2>(load_k_at(row * HD, i % HD4), load_v_at(row * HD, i % HD4));
 #endif
 }
 
@@ -567,15 +601,8 @@ fn prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 
     if (live) {
-        let o = m * NH * HD + h * HD;
         for (var d4 = 0u; d4 < HD4; d4++) {
-            let a = acc[d4] / l;
-            out[o + d4 * 4u] = a.x;
-            out[o + d4 * 4u + 1u] = a.y;
-            if (d4 * 4u + 2u < HD) {
-                out[o + d4 * 4u + 2u] = a.z;
-                out[o + d4 * 4u + 3u] = a.w;
-            }
+            store_out(m * NH * HD + h * HD, d4, acc[d4] / l);
         }
     }
 }

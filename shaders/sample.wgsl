@@ -2,10 +2,14 @@
 // repetition penalty → greedy argmax, or radix-select top-k → (sorted) top-p → temperature softmax →
 // a draw with a counter-based uniform of (seed, position). Integer keys order the logits, so every
 // comparison and tie-break is exact and deterministic.
-// Defines: V (vocabulary), DIGIT (`histogram` only: the key byte counted, 0 = most significant).
-// Every entry binds the same buffers (touch()); entries of an inactive mode return at once.
+// Defines: V (vocabulary), PLAN (greedy | draw | select: the passes sample.rs records for the
+// params' mode), DIGIT (`histogram` only: the radix digit counted, 1 or 2).
+// Passes: `first` (every plan), `histogram` 1 and 2 (select), `tally` (draw, select). A plan's last
+// pass ends with a last-block fixup: the workgroup that finishes last (an atomic counter) does the
+// one-workgroup tail — the argmax or the draw — in the same dispatch, since a decode step is bound by
+// dispatch latency, not by this work. Every entry binds the same buffers (touch()).
 
-const WG: u32 = 256u; // workgroup size = radix buckets = KMAX, the candidate cap of sorted mode
+const WG: u32 = 256u; // workgroup size = KMAX, the candidate cap of sorted mode
 const ITEMS: u32 = 4u; // consecutive logits per invocation in the wide passes
 const CH: u32 = WG * ITEMS; // logits per workgroup of a wide pass (a chunk)
 const NWG: u32 = (V + CH - 1u) / CH; // chunks; V <= CH * CH, so per-chunk values fit in sf
@@ -14,17 +18,22 @@ const GREEDY: u32 = 0u;
 const SORTED: u32 = 1u; // top_p < 1: ≤ KMAX candidates sorted on one workgroup
 const INDEX: u32 = 2u; // top_p = 1: survivors drawn in id order, no sort, no cap
 const NONE: u32 = 0xffffffffu;
-// atom layout: [4][WG] radix histograms, then the penalty's seen-bitmap [ceil(V / 32)].
-const O_BITMAP: u32 = 4u * WG;
-const BITMAP_WORDS: u32 = (V + 31u) / 32u;
-// scr layout (u32 words; f32 stored as bits). sample.rs sizes it as 6 * NWG + 10 + WG.
+// Radix select over the 32-bit keys in three digits of 11 bits (the last overlaps the second by
+// one bit, which the prefix already fixes): one pass per digit, three instead of four bytes.
+const RB: u32 = 11u;
+const NB: u32 = 2048u; // buckets per digit
+const BPI: u32 = NB / WG; // buckets per invocation when scanning a histogram
+const DIGITS: u32 = 3u;
+// atom layout: [DIGITS][NB] histograms (zero between samples: the fixup of `tally` clears them),
+// the fixups' completion counter, the candidate counter (both left at 0 by their last user).
+const O_DONE: u32 = DIGITS * NB;
+const O_NCAND: u32 = O_DONE + 1u;
+// scr layout (u32 words; f32 stored as bits). sample.rs sizes it as 5 * NWG + 2 * DIGITS + WG.
 const O_PART: u32 = 0u; // [NWG][2] per chunk: max key, its lowest id
-const O_SEL: u32 = 2u * NWG; // [5][2] radix state before digit d: key prefix, keys still to take;
-// slot 4 = the threshold key and how many keys equal to it are kept (lowest ids first)
-const O_GT: u32 = O_SEL + 10u; // [NWG] keys above the threshold per chunk
-const O_EQ: u32 = O_GT + NWG; // [NWG] keys equal to it per chunk
+const O_SEL: u32 = 2u * NWG; // [DIGITS][2] radix state before digit d: key prefix, keys to take
+const O_EQ: u32 = O_SEL + 2u * DIGITS; // [NWG] keys equal to the threshold per chunk
 const O_MASS: u32 = O_EQ + NWG; // [NWG] f32 Σ exp(w - max) per chunk (top-p denominator, top_k = 0)
-const O_WMASS: u32 = O_MASS + NWG; // [NWG] f32 Σ draw weights of the survivors per chunk (INDEX)
+const O_WMASS: u32 = O_MASS + NWG; // [NWG] f32 Σ draw weights of the keys above the threshold
 const O_CAND: u32 = O_WMASS + NWG; // [WG] candidate ids (SORTED)
 
 struct Params {
@@ -51,23 +60,26 @@ struct Step { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 // tokens: [max_ctx] u32 — the token history; the sample is written to tokens[step.pos + step.n_tokens]
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
-// work: [V] f32 — sanitised, penalised logits
+// work: [V] f32 — sanitised, penalised logits (not written by the greedy plan)
 @group(0) @binding(4) var<storage, read_write> work: array<f32>;
-// atom: [4 * WG + ceil(V / 32)] u32 — histograms, bitmap (layout above)
+// atom: [DIGITS * NB + 2] u32 — histograms, counters (layout above)
 @group(0) @binding(5) var<storage, read_write> atom: array<atomic<u32>>;
-// scr: [6 * NWG + 10 + WG] u32 — partials, radix state, candidates (layout above)
+// scr: [5 * NWG + 2 * DIGITS + WG] u32 — partials, radix state, candidates (layout above)
 @group(0) @binding(6) var<storage, read_write> scr: array<u32>;
 
 var<workgroup> sc: array<u32, WG>; // scans
-var<workgroup> sk: array<u32, WG>; // keys (argmax, sort)
-var<workgroup> si: array<u32, WG>; // ids (argmax, sort)
-var<workgroup> sf: array<f32, CH>; // weights of a chunk / of the candidates
-var<workgroup> sg: array<f32, WG>; // per-invocation weight sums
-var<workgroup> lh: array<atomic<u32>, WG>; // local histogram
+var<workgroup> ski: array<vec2<u32>, WG>; // (key, id) pairs (argmax, sort); chunks with kept ties
+var<workgroup> sf: array<f32, CH + WG>; // weights: per chunk, of the candidates, of a chunk
+var<workgroup> su: array<u32, CH>; // per chunk: the threshold ties in earlier chunks
+var<workgroup> lh: array<atomic<u32>, NB>; // local histogram
+var<workgroup> pbits: array<atomic<u32>, CH / 32u>; // the chunk's ids to penalise
 var<workgroup> sel: vec2<u32>;
 var<workgroup> chunk: u32; // the chunk of the draw
 var<workgroup> rest: f32; // the draw's target, relative to the chunk; or the top-p denominator
 var<workgroup> chosen: u32;
+var<workgroup> is_last: bool;
+var<workgroup> n_chunks: atomic<u32>; // chunks holding kept ties
+var<workgroup> n_list: u32;
 
 // Auto-derived layouts drop unused bindings; every entry binds all seven, so use all seven.
 fn touch() {
@@ -94,16 +106,9 @@ fn mode() -> u32 {
 fn select_k() -> u32 {
     let m = mode();
     if (m == SORTED) {
-        var k = WG;
-        if (params.top_k != 0u) {
-            k = min(params.top_k, WG);
-        }
-        return min(k, V);
+        return min(select(WG, min(params.top_k, WG), params.top_k != 0u), V);
     }
-    if (m == INDEX && params.top_k != 0u && params.top_k < V) {
-        return params.top_k;
-    }
-    return 0u;
+    return select(0u, params.top_k, m == INDEX && params.top_k < V); // top_k = 0: none
 }
 
 // NaN → -BIG, ±inf → ±BIG, -0 → +0 (so key order is value order), clamp to ±BIG.
@@ -135,9 +140,9 @@ fn weight(x: f32) -> f32 {
     return exp(x);
 }
 
-// (k, i) ranks before (bk, bi): larger key, then lower id.
-fn better(k: u32, i: u32, bk: u32, bi: u32) -> bool {
-    return k > bk || (k == bk && i < bi);
+// (key, id) a ranks before b: larger key, then lower id.
+fn better(a: vec2<u32>, b: vec2<u32>) -> bool {
+    return a.x > b.x || (a.x == b.x && a.y < b.y);
 }
 
 // PCG hash; sample.rs implements the same.
@@ -171,316 +176,235 @@ fn scan_incl(t: u32, v: u32) -> u32 {
     return r;
 }
 
-// Σ v over the workgroup, to every invocation.
-fn sum_u32(t: u32, v: u32) -> u32 {
-    _ = scan_incl(t, v);
-    let total = sc[WG - 1u];
-    workgroupBarrier();
-    return total;
-}
-
 // Workgroup argmax of (key, id) pairs (every invocation must call).
-fn argmax_wg(t: u32, k: u32, i: u32) -> vec2<u32> {
-    sk[t] = k;
-    si[t] = i;
+fn argmax_wg(t: u32, b: vec2<u32>) -> vec2<u32> {
+    ski[t] = b;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (t < s && better(sk[t + s], si[t + s], sk[t], si[t])) {
-            sk[t] = sk[t + s];
-            si[t] = si[t + s];
+        if (t < s && better(ski[t + s], ski[t])) {
+            ski[t] = ski[t + s];
         }
         workgroupBarrier();
     }
-    let r = vec2(sk[0], si[0]);
+    let r = ski[0];
     workgroupBarrier();
     return r;
 }
 
 // Global (max key, its lowest id) from the chunk partials.
 fn global_max(t: u32) -> vec2<u32> {
-    var bk = 0u;
-    var bi = NONE;
+    var b = vec2(0u, NONE);
     for (var w = t; w < NWG; w += WG) {
-        let k = scr[O_PART + 2u * w];
-        let i = scr[O_PART + 2u * w + 1u];
-        if (better(k, i, bk, bi)) {
-            bk = k;
-            bi = i;
+        let p = vec2(scr[O_PART + 2u * w], scr[O_PART + 2u * w + 1u]);
+        if (better(p, b)) {
+            b = p;
         }
     }
-    return argmax_wg(t, bk, bi);
+    return argmax_wg(t, b);
 }
 
-fn in_prefix(key: u32, prefix: u32, d: u32) -> bool {
-    if (d == 0u) {
-        return true;
-    }
-    let s = 32u - 8u * d;
-    return (key >> s) == (prefix >> s);
+// The value whose key is k (inverse of key_of).
+fn value_of(k: u32) -> f32 {
+    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k >> 31u) == 1u));
 }
 
-// Radix-select step: from the state before digit d (slot d) and digit d's histogram, the state
-// after it. Every workgroup computes the same integers; workgroup 0 stores them in slot d + 1.
+// Lowest bit of digit d: 21, 10, 0 (the digit is the NB - 1 mask above it).
+fn shift(d: u32) -> u32 {
+    return select(32u - RB * (d + 1u), 0u, d + 1u == DIGITS);
+}
+
+// Radix-select step: from the state before digit d and digit d's histogram, the state after it
+// (prefix with digit d, keys still to take). Every workgroup computes the same integers;
+// workgroup 0 stores them for the next pass.
 fn advance(d: u32, t: u32, w: u32) -> vec2<u32> {
-    let prefix = scr[O_SEL + 2u * d];
-    let want = scr[O_SEL + 2u * d + 1u];
-    let b = WG - 1u - t; // invocation t looks at bucket b: the scan runs from the top bucket down
-    let c = atomicLoad(&atom[d * WG + b]);
-    let incl = scan_incl(t, c); // keys in buckets >= b
-    if (incl - c < want && want <= incl) {
-        sel = vec2(prefix | (b << (24u - 8u * d)), want - (incl - c));
+    var prefix = 0u;
+    var want = select_k();
+    if (d > 0u) {
+        prefix = scr[O_SEL + 2u * d];
+        want = scr[O_SEL + 2u * d + 1u];
+    }
+    // Invocation t holds the BPI buckets below NB - BPI·t: the scan runs from the top bucket down.
+    var c: array<u32, BPI>;
+    var n = 0u;
+    for (var j = 0u; j < BPI; j++) {
+        c[j] = atomicLoad(&atom[d * NB + NB - 1u - (t * BPI + j)]);
+        n += c[j];
+    }
+    var run = scan_incl(t, n) - n; // keys in higher buckets
+    for (var j = 0u; j < BPI; j++) {
+        if (run < want && want <= run + c[j]) {
+            sel = vec2(prefix | ((NB - 1u - (t * BPI + j)) << shift(d)), want - run);
+        }
+        run += c[j];
     }
     let s = workgroupUniformLoad(&sel);
-    if (w == 0u && t == 0u) {
+    if (w == 0u && t == 0u && d + 1u < DIGITS) {
         scr[O_SEL + 2u * d + 2u] = s.x;
         scr[O_SEL + 2u * d + 3u] = s.y;
     }
     return s;
 }
 
-// The threshold (key, ties kept) of the selection; (0, all) when nothing is selected.
-fn threshold() -> vec2<u32> {
-    if (select_k() == 0u) {
-        return vec2(0u, NONE);
+// Adds this workgroup's keys (matching the prefix) to digit d's histogram.
+fn count_digit(t: u32, base: u32, keys: array<u32, ITEMS>, d: u32, prefix: u32) {
+    for (var b = t; b < NB; b += WG) {
+        atomicStore(&lh[b], 0u);
     }
-    return vec2(scr[O_SEL + 8u], scr[O_SEL + 9u]);
+    workgroupBarrier();
+    for (var j = 0u; j < ITEMS; j++) {
+        // Keys sharing the digits above d (none above digit 0).
+        if (base + j < V && (d == 0u || (keys[j] >> shift(d - 1u)) == (prefix >> shift(d - 1u)))) {
+            atomicAdd(&lh[(keys[j] >> shift(d)) & (NB - 1u)], 1u);
+        }
+    }
+    workgroupBarrier();
+    for (var b = t; b < NB; b += WG) {
+        let c = atomicLoad(&lh[b]);
+        if (c != 0u) {
+            atomicAdd(&atom[d * NB + b], c);
+        }
+    }
 }
 
-// This invocation's keys above / equal to the threshold, packed gt | eq << 16 (a chunk holds ≤ CH).
-fn count_items(base: u32, thr: u32) -> u32 {
+// This invocation's keys equal to the threshold.
+fn count_ties(base: u32, thr: u32) -> u32 {
     var n = 0u;
     for (var j = 0u; j < ITEMS; j++) {
-        if (base + j < V) {
-            let k = key_of(work[base + j]);
-            n += u32(k > thr) | (u32(k == thr) << 16u);
-        }
+        n += u32(base + j < V && key_of(work[min(base + j, V - 1u)]) == thr);
     }
     return n;
 }
 
 // Stores Σ v over the workgroup at scr[at] as f32 bits, summed in invocation order.
 fn store_sum(t: u32, v: f32, at: u32) {
-    sg[t] = v;
+    sf[CH + t] = v;
     workgroupBarrier();
     if (t == 0u) {
-        var s = 0.0;
-        for (var u = 0u; u < WG; u++) {
-            s += sg[u];
-        }
-        scr[at] = bitcast<u32>(s);
+        scr[at] = bitcast<u32>(sum_sf(CH, WG));
     }
 }
 
-// Draw weights of invocation t's items of chunk w into sf (0 for tokens cut by top-k); returns
-// their sum. Ties at the threshold survive in id order until the kept count is used up.
-fn chunk_weights(w: u32, t: u32, thr: vec2<u32>, eq_before: u32, mx: f32) -> f32 {
-    let base = w * CH + t * ITEMS;
-    let eq = count_items(base, thr.x) >> 16u;
-    var r = eq_before + scan_incl(t, eq) - eq;
+// Bit j: item j of invocation t in chunk c survives the top-k cut (above the threshold, or one of
+// the thr.y lowest-id ties; su[c] of them lie in earlier chunks). Every invocation must call.
+fn survivors(c: u32, t: u32, thr: vec2<u32>) -> u32 {
+    let base = c * CH + t * ITEMS;
+    let eq = count_ties(base, thr.x);
+    var r = su[c] + scan_incl(t, eq) - eq;
+    var keep = 0u;
+    for (var j = 0u; j < ITEMS; j++) {
+        let key = key_of(work[min(base + j, V - 1u)]);
+        var k = key > thr.x;
+        if (key == thr.x) {
+            k = r < thr.y;
+            r++;
+        }
+        keep |= u32(k && base + j < V) << j;
+    }
+    return keep;
+}
+
+// Draw weights of invocation t's items of chunk c into sf (0 for tokens cut by top-k); returns
+// their sum.
+fn chunk_weights(c: u32, t: u32, thr: vec2<u32>, mx: f32) -> f32 {
+    let keep = survivors(c, t, thr);
     var sum = 0.0;
     for (var j = 0u; j < ITEMS; j++) {
-        let i = base + j;
-        var e = 0.0;
-        if (i < V) {
-            let v = work[i];
-            let key = key_of(v);
-            var keep = key > thr.x;
-            if (key == thr.x) {
-                keep = r < thr.y;
-                r++;
-            }
-            if (keep) {
-                e = weight((v - mx) * params.inv_temp);
-            }
-        }
+        let v = work[min(c * CH + t * ITEMS + j, V - 1u)];
+        let e = select(0.0, weight((v - mx) * params.inv_temp), ((keep >> j) & 1u) != 0u);
         sf[t * ITEMS + j] = e;
         sum += e;
     }
     return sum;
 }
 
-// work = sanitise(logits); clear histograms and bitmap; radix state 0 = (no prefix, k to take).
-@compute @workgroup_size(WG)
-fn init(@builtin(global_invocation_id) gid: vec3<u32>) {
-    touch();
-    let i = gid.x;
-    if (i < V) {
-        work[i] = sanitize(logits[i]);
+// su[c] = threshold ties in chunks before c (chunks 4t .. 4t + 3 per invocation; NWG <= CH).
+fn tie_ranks(t: u32) {
+    var e: array<u32, 4>;
+    var n = 0u;
+    for (var j = 0u; j < 4u; j++) {
+        let c = 4u * t + j;
+        e[j] = select(0u, scr[O_EQ + min(c, NWG - 1u)], c < NWG);
+        n += e[j];
     }
-    if (i < O_BITMAP + BITMAP_WORDS) {
-        atomicStore(&atom[i], 0u);
+    var run = scan_incl(t, n) - n;
+    for (var j = 0u; j < 4u; j++) {
+        let c = 4u * t + j;
+        if (c < NWG) {
+            su[c] = run;
+        }
+        run += e[j];
     }
-    if (i == 0u) {
-        scr[O_SEL] = 0u;
-        scr[O_SEL + 1u] = select_k();
-    }
+    workgroupBarrier();
 }
 
-// Repetition penalty over the last last_n history tokens, each distinct token once (the bitmap
-// lets exactly one invocation claim a token). One workgroup.
-@compute @workgroup_size(WG)
-fn penalize(@builtin(local_invocation_index) t: u32) {
-    touch();
-    if (params.penalty == 1.0 || params.last_n == 0u) {
-        return;
-    }
-    let len = min(step.pos + step.n_tokens, arrayLength(&tokens));
-    let n = min(params.last_n, len);
-    for (var j = t; j < n; j += WG) {
-        let id = tokens[len - n + j];
-        if (id < V) {
-            let bit = 1u << (id & 31u);
-            let old = atomicOr(&atom[O_BITMAP + id / 32u], bit);
-            if ((old & bit) == 0u) {
-                let l = sanitize(logits[id]);
-                work[id] = sanitize(select(l * params.penalty, l * params.inv_penalty, l > 0.0));
-            }
-        }
-    }
-}
-
-// Digit DIGIT of the radix select: count the keys matching the prefix found so far, by their next
-// byte. DIGIT 0 also records each chunk's argmax (every mode needs the maximum).
-@compute @workgroup_size(WG)
-fn histogram(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    touch();
-    let w = wid.x;
-    let base = w * CH + t * ITEMS;
-#if DIGIT == 0
-    var bk = 0u;
-    var bi = NONE;
-    for (var j = 0u; j < ITEMS; j++) {
-        let i = base + j;
-        if (i < V) {
-            let k = key_of(work[i]);
-            if (better(k, i, bk, bi)) {
-                bk = k;
-                bi = i;
-            }
-        }
-    }
-    let r = argmax_wg(t, bk, bi);
+// SORTED: the kept ties join the candidates after the ids above the threshold (the candidate
+// counter goes on from there). Only chunks holding kept ties are scanned: with distinct logits, one.
+fn collect_ties(t: u32, thr: vec2<u32>) {
     if (t == 0u) {
-        scr[O_PART + 2u * w] = r.x;
-        scr[O_PART + 2u * w + 1u] = r.y;
+        atomicStore(&n_chunks, 0u);
     }
-#endif
-    if (select_k() == 0u) {
-        return;
-    }
-#if DIGIT == 0
-    let prefix = 0u;
-#else
-    let prefix = advance(DIGIT - 1u, t, w).x;
-#endif
-    atomicStore(&lh[t], 0u);
     workgroupBarrier();
-    for (var j = 0u; j < ITEMS; j++) {
-        let i = base + j;
-        if (i < V) {
-            let k = key_of(work[i]);
-            if (in_prefix(k, prefix, DIGIT)) {
-                atomicAdd(&lh[(k >> (24u - 8u * DIGIT)) & 255u], 1u);
-            }
+    for (var c = t; c < NWG; c += WG) {
+        if (scr[O_EQ + c] != 0u && su[c] < thr.y) {
+            // At most thr.y <= WG chunks qualify; the list order does not matter.
+            ski[min(atomicAdd(&n_chunks, 1u), WG - 1u)].x = c;
         }
     }
     workgroupBarrier();
-    let c = atomicLoad(&lh[t]);
-    if (c != 0u) {
-        atomicAdd(&atom[DIGIT * WG + t], c);
+    if (t == 0u) {
+        n_list = min(atomicLoad(&n_chunks), WG);
     }
-}
-
-// Finish the select (threshold in slot 4); per chunk, count keys above / at the threshold and, for
-// top-p without top-k, the softmax mass Σ exp(w - max).
-@compute @workgroup_size(WG)
-fn tally(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    touch();
-    if (mode() == GREEDY) {
-        return;
-    }
-    let w = wid.x;
-    var thr = vec2(0u, NONE);
-    if (select_k() != 0u) {
-        thr = advance(3u, t, w);
-    }
-    let base = w * CH + t * ITEMS;
-    let both = scan_incl(t, count_items(base, thr.x));
-    if (t == WG - 1u) {
-        scr[O_GT + w] = both & 0xffffu;
-        scr[O_EQ + w] = both >> 16u;
-    }
-    if (mode() == SORTED && params.top_k == 0u) {
-        let mx = work[global_max(t).y];
-        var mass = 0.0;
+    let n = workgroupUniformLoad(&n_list);
+    for (var q = 0u; q < n; q++) {
+        let c = ski[q].x;
+        let keep = survivors(c, t, thr);
         for (var j = 0u; j < ITEMS; j++) {
-            if (base + j < V) {
-                mass += weight(work[base + j] - mx);
+            let i = c * CH + t * ITEMS + j;
+            if (((keep >> j) & 1u) != 0u && key_of(work[i]) == thr.x) {
+                scr[O_CAND + min(atomicAdd(&atom[O_NCAND], 1u), WG - 1u)] = i;
             }
         }
-        store_sum(t, mass, O_MASS + w);
     }
+    storageBarrier();
 }
 
-// SORTED: write the selected ids to the candidate list (above-threshold ones, then the kept ties,
-// each in id order). INDEX: each chunk's total draw weight.
-@compute @workgroup_size(WG)
-fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    touch();
-    let md = mode();
-    if (md == GREEDY) {
-        return;
+// Σ sf[off .. off + n), in order.
+fn sum_sf(off: u32, n: u32) -> f32 {
+    var z = 0.0;
+    for (var u = off; u < off + n; u++) {
+        z += sf[u];
     }
-    let w = wid.x;
-    let thr = threshold();
-    // Keys above / at the threshold in earlier chunks (loaded in parallel: a serial walk over
-    // global memory costs tens of microseconds).
-    var gb = 0u;
-    var eb = 0u;
-    for (var u = t; u < w; u += WG) {
-        gb += scr[O_GT + u];
-        eb += scr[O_EQ + u];
-    }
-    let before = vec2(sum_u32(t, gb), sum_u32(t, eb));
-    let base = w * CH + t * ITEMS;
-    if (md == SORTED) {
-        let mine = count_items(base, thr.x);
-        let excl = scan_incl(t, mine) - mine; // the pair of counts, exclusive
-        var rg = before.x + (excl & 0xffffu);
-        var re = before.y + (excl >> 16u);
-        let n_gt = select_k() - thr.y;
-        for (var j = 0u; j < ITEMS; j++) {
-            let i = base + j;
-            if (i < V) {
-                let k = key_of(work[i]);
-                if (k > thr.x) {
-                    scr[O_CAND + min(rg, WG - 1u)] = i;
-                    rg++;
-                } else if (k == thr.x) {
-                    if (re < thr.y) {
-                        scr[O_CAND + min(n_gt + re, WG - 1u)] = i;
-                    }
-                    re++;
-                }
+    return z;
+}
+
+struct Walk { at: u32, rest: f32 }
+
+// The first of sf[off .. off + n) whose running sum exceeds goal, and goal less the sum before it;
+// past the end (rounding), the last positive one and BIG; NONE when none is positive.
+fn walk(off: u32, n: u32, goal: f32) -> Walk {
+    var cum = 0.0;
+    var last = NONE;
+    for (var u = 0u; u < n; u++) {
+        let m = sf[off + u];
+        if (m > 0.0) {
+            last = u;
+            if (cum + m > goal) {
+                return Walk(u, goal - cum);
             }
         }
-    } else {
-        let mx = work[global_max(t).y];
-        store_sum(t, chunk_weights(w, t, thr, before.y, mx), O_WMASS + w);
+        cum += m;
     }
+    return Walk(last, BIG);
 }
 
 // SORTED: sort the ≤ KMAX candidates (key desc, id asc), cut at top-p mass, draw in that order.
 fn draw_sorted(t: u32, mx: f32, pos: u32) {
     let k = select_k();
-    var key = 0u;
-    var id = NONE;
+    ski[t] = vec2(0u, NONE);
     if (t < k) {
-        id = scr[O_CAND + t];
-        key = key_of(work[id]);
+        let id = scr[O_CAND + t];
+        ski[t] = vec2(key_of(work[id]), id);
     }
-    sk[t] = key;
-    si[t] = id;
     // Bitonic sort; the comparator is a total order (ids are unique), so the result is unique.
     for (var size = 2u; size <= WG; size = size << 1u) {
         for (var stride = size >> 1u; stride > 0u; stride = stride >> 1u) {
@@ -488,13 +412,10 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
             let p = t ^ stride;
             if (p > t) {
                 let first = (t & size) == 0u; // this block ends up best-first
-                if (better(sk[p], si[p], sk[t], si[t]) == first) {
-                    let tk = sk[t];
-                    let ti = si[t];
-                    sk[t] = sk[p];
-                    si[t] = si[p];
-                    sk[p] = tk;
-                    si[p] = ti;
+                if (better(ski[p], ski[t]) == first) {
+                    let x = ski[t];
+                    ski[t] = ski[p];
+                    ski[p] = x;
                 }
             }
         }
@@ -506,30 +427,20 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
         }
         workgroupBarrier();
         if (t == 0u) {
-            var z = 0.0;
-            for (var w = 0u; w < NWG; w++) {
-                z += sf[w];
-            }
-            rest = z;
+            rest = sum_sf(0u, NWG);
         }
     }
     workgroupBarrier();
     sf[t] = 0.0;
     sf[WG + t] = 0.0;
     if (t < k) {
-        let v = work[si[t]];
+        let v = work[ski[t].y];
         sf[t] = weight(v - mx); // softmax at temperature 1, for top-p
         sf[WG + t] = weight((v - mx) * params.inv_temp); // the draw's weights
     }
     workgroupBarrier();
     if (t == 0u) {
-        var z1 = rest;
-        if (params.top_k != 0u) {
-            z1 = 0.0;
-            for (var u = 0u; u < k; u++) {
-                z1 += sf[u];
-            }
-        }
+        let z1 = select(sum_sf(0u, k), rest, params.top_k == 0u);
         let pz = params.top_p * z1;
         var n = k;
         var cum = 0.0;
@@ -540,124 +451,205 @@ fn draw_sorted(t: u32, mx: f32, pos: u32) {
                 break;
             }
         }
-        var z2 = 0.0;
-        for (var u = 0u; u < n; u++) {
-            z2 += sf[WG + u];
-        }
-        let goal = uniform01(pos) * z2;
-        var pick = 0u;
-        var c = 0.0;
-        for (var u = 0u; u < n; u++) {
-            let e = sf[WG + u];
-            if (e > 0.0) {
-                pick = u;
-                c += e;
-                if (c > goal) {
-                    break;
-                }
-            }
-        }
-        chosen = si[pick];
+        let pick = walk(WG, n, uniform01(pos) * sum_sf(WG, n)).at;
+        chosen = ski[select(pick, 0u, pick == NONE)].y;
     }
 }
 
 // INDEX: pick the chunk, then the invocation, then the item whose cumulative weight passes the target.
-fn draw_index(t: u32, mx: f32, pos: u32, fallback: u32) {
-    let thr = threshold();
+// A chunk's mass: its keys above the threshold (tally), then its kept ties, e_t each.
+fn draw_index(t: u32, thr: vec2<u32>, mx: f32, pos: u32) {
+    let e_t = weight((value_of(thr.x) - mx) * params.inv_temp);
     for (var w = t; w < NWG; w += WG) {
-        sf[w] = bitcast<f32>(scr[O_WMASS + w]);
+        var m = bitcast<f32>(scr[O_WMASS + w]);
+        let kept = min(scr[O_EQ + w], thr.y - min(su[w], thr.y));
+        for (var j = 0u; j < kept; j++) {
+            m += e_t;
+        }
+        sf[w] = m;
     }
     workgroupBarrier();
     if (t == 0u) {
-        var z = 0.0;
-        for (var w = 0u; w < NWG; w++) {
-            z += sf[w];
-        }
-        let goal = uniform01(pos) * z;
-        var cum = 0.0;
-        var cw = NONE;
-        var last = 0u;
-        for (var w = 0u; w < NWG; w++) {
-            let m = sf[w];
-            if (m > 0.0) {
-                last = w;
-                if (cum + m > goal) {
-                    cw = w;
-                    break;
-                }
-            }
-            cum += m;
-        }
-        rest = goal - cum;
-        if (cw == NONE) {
-            cw = last;
-            rest = BIG;
-        }
-        chunk = cw;
+        let c = walk(0u, NWG, uniform01(pos) * sum_sf(0u, NWG));
+        chunk = select(c.at, 0u, c.at == NONE);
+        rest = c.rest;
     }
     let cw = workgroupUniformLoad(&chunk);
-    var eq = 0u; // ties at the threshold before the chosen chunk
-    for (var w = t; w < cw; w += WG) {
-        eq += scr[O_EQ + w];
-    }
-    let eq_before = sum_u32(t, eq);
-    sg[t] = chunk_weights(cw, t, thr, eq_before, mx);
+    // Weights of the chunk's items in sf[0 .. CH), per-invocation sums in sf[CH .. CH + WG).
+    sf[CH + t] = chunk_weights(cw, t, thr, mx);
     workgroupBarrier();
     if (t == 0u) {
-        var cum = 0.0;
-        var tu = NONE;
-        var last = NONE;
-        for (var u = 0u; u < WG; u++) {
-            let s = sg[u];
-            if (s > 0.0) {
-                last = u;
-                if (cum + s > rest) {
-                    tu = u;
-                    break;
-                }
-            }
-            cum += s;
-        }
-        var r2 = rest - cum;
-        if (tu == NONE) {
-            tu = last;
-            r2 = BIG;
-        }
-        chosen = fallback;
-        if (tu != NONE) {
-            var e_cum = 0.0;
-            for (var j = 0u; j < ITEMS; j++) {
-                let e = sf[tu * ITEMS + j];
-                if (e > 0.0) {
-                    chosen = cw * CH + tu * ITEMS + j;
-                    e_cum += e;
-                    if (e_cum > r2) {
-                        break;
-                    }
-                }
+        let lane = walk(CH, WG, rest);
+        if (lane.at != NONE) {
+            let item = walk(lane.at * ITEMS, ITEMS, lane.rest);
+            if (item.at != NONE) {
+                chosen = cw * CH + lane.at * ITEMS + item.at;
             }
         }
     }
 }
 
-// Final pass (one workgroup): greedy argmax or the draw; writes tokens[step.pos + step.n_tokens].
-@compute @workgroup_size(WG)
-fn choose(@builtin(local_invocation_index) t: u32) {
-    touch();
-    let m = global_max(t);
-    let mx = work[m.y];
-    let pos = step.pos + step.n_tokens;
+// The last-block handshake (every invocation must call): true, in every invocation, in the last of
+// the NWG workgroups to get here. storageBarrier() is, in naga's SPIR-V, a device-scope
+// acquire-release barrier on storage: the first orders this workgroup's writes before its count, the
+// second the last workgroup's reads after everyone's writes. Nothing waits on another workgroup, so
+// no forward-progress guarantee is needed. The counter is left at 0 for the next pass.
+fn last_block(t: u32) -> bool {
+    storageBarrier();
     if (t == 0u) {
-        chosen = m.y;
+        is_last = atomicAdd(&atom[O_DONE], 1u) == NWG - 1u;
+        if (is_last) {
+            atomicStore(&atom[O_DONE], 0u);
+        }
     }
-    let md = mode();
-    if (md == SORTED) {
-        draw_sorted(t, mx, pos);
-    } else if (md == INDEX) {
-        draw_index(t, mx, pos, m.y);
-    }
-    let id = workgroupUniformLoad(&chosen);
+    let last = workgroupUniformLoad(&is_last);
+    storageBarrier();
+    return last;
+}
+
+// Writes the sample to tokens[step.pos + step.n_tokens] (nothing past the end of the history).
+fn emit(t: u32, id: u32) {
+    let pos = step.pos + step.n_tokens;
     if (t == 0u && pos < arrayLength(&tokens)) {
         tokens[pos] = id;
+    }
+}
+
+// Sanitise (and penalise) the chunk's logits into work, record its argmax, count radix digit 0;
+// the greedy plan's last workgroup writes the argmax.
+@compute @workgroup_size(WG)
+fn first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    touch();
+    let w = wid.x;
+    let c0 = w * CH;
+    let base = c0 + t * ITEMS;
+    // The repetition penalty as a bitmap of the chunk's ids among the last last_n history tokens,
+    // so each distinct token is penalised once.
+    if (t < CH / 32u) {
+        atomicStore(&pbits[t], 0u);
+    }
+    workgroupBarrier();
+    let pen = params.penalty != 1.0 && params.last_n != 0u;
+    if (pen) {
+        let len = min(step.pos + step.n_tokens, arrayLength(&tokens));
+        let n = min(params.last_n, len);
+        for (var j = t; j < n; j += WG) {
+            let id = tokens[len - n + j];
+            if (id >= c0 && id < min(c0 + CH, V)) {
+                atomicOr(&pbits[(id - c0) / 32u], 1u << (id % 32u));
+            }
+        }
+    }
+    workgroupBarrier();
+    var keys: array<u32, ITEMS>;
+    var b = vec2(0u, NONE);
+    for (var j = 0u; j < ITEMS; j++) {
+        let i = base + j;
+        if (i < V) {
+            var x = sanitize(logits[i]);
+            if (pen && (atomicLoad(&pbits[(i - c0) / 32u]) & (1u << (i % 32u))) != 0u) {
+                x = sanitize(select(x * params.penalty, x * params.inv_penalty, x > 0.0));
+            }
+#if PLAN != greedy
+            work[i] = x;
+#endif
+            keys[j] = key_of(x);
+            if (better(vec2(keys[j], i), b)) {
+                b = vec2(keys[j], i);
+            }
+        }
+    }
+    let r = argmax_wg(t, b);
+    if (t == 0u) {
+        scr[O_PART + 2u * w] = r.x;
+        scr[O_PART + 2u * w + 1u] = r.y;
+    }
+#if PLAN == select
+    count_digit(t, base, keys, 0u, 0u);
+#endif
+#if PLAN == greedy
+    if (last_block(t)) {
+        emit(t, global_max(t).y);
+    }
+#endif
+}
+
+// Digit DIGIT of the radix select: count the keys matching the prefix found so far.
+@compute @workgroup_size(WG)
+fn histogram(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    touch();
+    let base = wid.x * CH + t * ITEMS;
+    let prefix = advance(DIGIT - 1u, t, wid.x).x;
+    var keys: array<u32, ITEMS>;
+    for (var j = 0u; j < ITEMS; j++) {
+        keys[j] = key_of(work[min(base + j, V - 1u)]);
+    }
+    count_digit(t, base, keys, DIGIT, prefix);
+}
+
+// Finish the select (the threshold key and how many keys equal to it are kept, lowest ids first);
+// per chunk, count the ties and sum the weights the draw needs. SORTED: the ids above the threshold
+// go to the candidate list. The last workgroup to finish draws.
+@compute @workgroup_size(WG)
+fn tally(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    touch();
+    let w = wid.x;
+#if PLAN == select
+    let thr = advance(DIGITS - 1u, t, w);
+#else
+    let thr = vec2(0u, NONE); // every key is above 0
+#endif
+    let best = global_max(t).y;
+    let mx = work[best];
+    let base = w * CH + t * ITEMS;
+    let ties = scan_incl(t, count_ties(base, thr.x));
+    if (t == WG - 1u) {
+        scr[O_EQ + w] = ties;
+    }
+    // SORTED: Σ exp(w - max), the top-p denominator when top_k = 0. INDEX: Σ of the draw weights
+    // of the keys above the threshold; the ties are added by the draw (their ranks need every
+    // chunk's count).
+    let sorted = mode() == SORTED;
+    var sum = 0.0;
+    for (var j = 0u; j < ITEMS; j++) {
+        let i = base + j;
+        if (i < V) {
+            let v = work[i];
+            let above = key_of(v) > thr.x;
+            if (sorted) {
+                sum += weight(v - mx);
+                if (above) {
+                    // At most KMAX - 1 keys lie above the threshold; their order is the sort's.
+                    scr[O_CAND + min(atomicAdd(&atom[O_NCAND], 1u), WG - 1u)] = i;
+                }
+            } else if (above) {
+                sum += weight((v - mx) * params.inv_temp);
+            }
+        }
+    }
+    store_sum(t, sum, select(O_WMASS, O_MASS, sorted) + w);
+    if (!last_block(t)) {
+        return;
+    }
+#if PLAN == select
+    // Leave the histograms at zero for the next sample (the candidate counter: below).
+    for (var b = t; b < DIGITS * NB; b += WG) {
+        atomicStore(&atom[b], 0u);
+    }
+#endif
+    tie_ranks(t);
+    if (t == 0u) {
+        chosen = best;
+    }
+    let pos = step.pos + step.n_tokens;
+    if (mode() == SORTED) {
+        collect_ties(t, thr);
+        draw_sorted(t, mx, pos);
+    } else {
+        draw_index(t, thr, mx, pos);
+    }
+    emit(t, workgroupUniformLoad(&chosen));
+    if (t == 0u) {
+        atomicStore(&atom[O_NCAND], 0u);
     }
 }

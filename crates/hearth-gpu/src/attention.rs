@@ -1,11 +1,13 @@
 //! Causal grouped-query attention over the KV cache (`shaders/attention.wgsl`).
 //!
-//! - Decode (`m_rows == 1`): flash-decoding. The positions `0..=step.pos` are split over a fixed
-//!   number of chunks whose size follows the current length (read from the [`Step`] uniform, at
-//!   least one round of positions), so one recorded dispatch serves every step and long contexts
-//!   spread over all chunks; each workgroup walks one chunk for a block of q heads sharing a kv head
-//!   and writes a partial (max, Σexp, Σexp·v) into [`AttentionScratch`]; a second dispatch merges
-//!   them.
+//! - Decode (`m_rows == 1`): flash-decoding in one dispatch. The positions `0..=step.pos` are split
+//!   over a fixed number of chunks whose size follows the current length (read from the [`Step`]
+//!   uniform, at least one round of positions), so one recorded dispatch serves every step and long
+//!   contexts spread over all chunks; each workgroup walks one chunk for a block of q heads sharing a
+//!   kv head. With one chunk in use (a short context) it writes the output; otherwise it writes a
+//!   partial (max, Σexp, Σexp·v) into [`AttentionScratch`], and the last workgroup of the head block
+//!   to finish (an atomic counter) merges them. A decode step is bound by dispatch latency, so the
+//!   merge rides in the same dispatch instead of a second one per layer.
 //! - Prefill (`m_rows > 1`): flash attention with online softmax, one query row per invocation, K/V
 //!   tiles in workgroup memory shared by the q heads of a kv group; supports `step.pos > 0` (a later
 //!   prompt chunk attending to the cache).
@@ -15,15 +17,17 @@
 //!   sequence of a batch packed back to back (no padding rows, so no compute spent on them).
 //!
 //! For the causal passes, RoPE must already have stored this batch's keys and values (see
-//! [`crate::rope::rope_and_store`]).
+//! [`crate::rope::rope_and_store`]), or [`rope_attention`] does both: for one row (a decode step) in
+//! one dispatch, the decode kernel rotating q and the new key as it reads them and storing the new
+//! key and value itself.
 
 use crate::kv_cache::KvCache;
-use crate::rope::Heads;
+use crate::rope::{rope_and_store, Heads, RopeStyle};
 use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
 
-/// Workgroup sizes: decode/combine (a power of two for the tree reductions), prefill (query rows).
-/// Measured on an H200 (bench_attention): decode 128 with 64 chunks was the best of 64/128/256 ×
-/// 16..256 chunks at 2k–4k context; prefill 32/64/128 rows were within 10%.
+/// Workgroup sizes: decode, prefill (query rows). Measured on an H200 (bench_attention, with the
+/// merge still a second pass): decode 128 with 64 chunks was the best of 64/128/256 × 16..256 chunks
+/// at 2k–4k context; prefill 32/64/128 rows were within 10%.
 const DECODE_WG: u32 = 128;
 const PREFILL_WG: u32 = 64;
 /// Workgroups the decode pass aims for at long context: enough to keep a discrete GPU's memory busy;
@@ -36,21 +40,24 @@ const DECODE_WORKGROUPS_CPU: usize = 16;
 struct DecodePlan {
     /// q heads per workgroup (a divisor of the group size, ≤ 4 for workgroup memory).
     gb: usize,
-    /// Workgroup sizes of the decode/combine passes (a power of two) and of the prefill pass.
+    /// Workgroup sizes of the decode pass and of the prefill pass.
     decode_wg: u32,
     prefill_wg: u32,
-    /// Chunks (≤ 1024: the combine pass keeps one weight per chunk in workgroup memory).
+    /// Chunks (≤ 1024).
     chunks: usize,
 }
 
-/// Scratch of the split-KV decode: per head and chunk a partial `acc` and `(max, sum)`. Create once
-/// per model and pass to every layer's [`attention`] (layers run one after another).
+/// Scratch of the split-KV decode: per head and chunk a partial `acc` and `(max, sum)`, and per head
+/// block the count of chunks done. Create once per model and pass to every layer's [`attention`]
+/// (layers run one after another; each decode dispatch leaves the counts at 0).
 #[derive(Debug)]
 pub struct AttentionScratch {
     /// `[n_heads, chunks, ceil(head_dim/4)·4]`
     acc: Tensor<f32>,
     /// `[n_heads, chunks, 2]`
     ml: Tensor<f32>,
+    /// `[n_heads / gb]`
+    done: Tensor<u32>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -101,6 +108,7 @@ impl AttentionScratch {
         Ok(Self {
             acc: Tensor::zeros(gpu, "attn_part_acc", &[n_heads, plan.chunks, hd4])?,
             ml: Tensor::zeros(gpu, "attn_part_ml", &[n_heads, plan.chunks, 2])?,
+            done: Tensor::zeros(gpu, "attn_done", &[n_heads / plan.gb])?,
             n_heads,
             n_kv_heads,
             head_dim,
@@ -117,7 +125,7 @@ impl AttentionScratch {
             .unwrap_or(1)
     }
 
-    /// Overrides the workgroup sizes (benchmarks): decode a power of two in 64..=256, prefill ≤ 256.
+    /// Overrides the workgroup sizes (benchmarks): decode in 64..=256, prefill ≤ 256.
     #[cfg(test)]
     pub(crate) fn with_workgroups(mut self, decode_wg: u32, prefill_wg: u32) -> Self {
         self.plan.decode_wg = decode_wg;
@@ -156,10 +164,72 @@ pub async fn attention(
         n_kv_heads,
         head_dim,
     };
-    attention_with(gpu, qkv, shape, cache, layer, step, scratch, out, false).await
+    attention_with(
+        gpu, qkv, shape, cache, layer, step, scratch, out, false, None,
+    )
+    .await
 }
 
-/// [`attention`], optionally forcing the prefill kernel for a single row (tests compare both paths).
+/// The rotary embedding [`rope_attention`] applies (as [`rope_and_store`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope<'a> {
+    pub style: RopeStyle,
+    /// `[head_dim / 2]`
+    pub inv_freq: &'a Tensor<f32>,
+}
+
+/// [`rope_and_store`] then [`attention`] on the same arguments, in as few dispatches as the batch
+/// allows: one row (a decode step, bound by dispatch latency) is a single dispatch that rotates q and
+/// the row's key as it reads them from `qkv` (whose q part it leaves unrotated) and stores the key
+/// and value in the cache; several rows are the two passes.
+#[allow(clippy::too_many_arguments)]
+pub async fn rope_attention(
+    gpu: &Gpu,
+    qkv: &Tensor<f32>,
+    m_rows: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    rope: Rope<'_>,
+    cache: &KvCache,
+    layer: usize,
+    step: &Step,
+    scratch: &AttentionScratch,
+    out: &Tensor<f32>,
+) -> Result<Vec<Dispatch>> {
+    let shape = Heads {
+        m_rows,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    };
+    if m_rows == 1 {
+        if rope.inv_freq.len() != head_dim / 2 {
+            return Err(GpuError::Shape(format!(
+                "attention: inv_freq {:?}, want [{}]",
+                rope.inv_freq.shape(),
+                head_dim / 2
+            )));
+        }
+        let r = Some(rope);
+        return attention_with(gpu, qkv, shape, cache, layer, step, scratch, out, false, r).await;
+    }
+    let (style, freq) = (rope.style, rope.inv_freq);
+    let mut ds = rope_and_store(
+        gpu, qkv, m_rows, n_heads, n_kv_heads, head_dim, style, freq, cache, layer, step,
+    )
+    .await?;
+    ds.extend(
+        attention(
+            gpu, qkv, m_rows, n_heads, n_kv_heads, head_dim, cache, layer, step, scratch, out,
+        )
+        .await?,
+    );
+    Ok(ds)
+}
+
+/// [`attention`], optionally forcing the prefill kernel for a single row (tests compare both paths),
+/// or with the decode kernel's RoPE.
 #[allow(clippy::too_many_arguments)]
 async fn attention_with(
     gpu: &Gpu,
@@ -171,6 +241,7 @@ async fn attention_with(
     scratch: &AttentionScratch,
     out: &Tensor<f32>,
     force_prefill: bool,
+    rope: Option<Rope<'_>>,
 ) -> Result<Vec<Dispatch>> {
     let Heads {
         m_rows,
@@ -193,7 +264,8 @@ async fn attention_with(
         .u32("MAXLEN", cache.max_len() as u32)
         .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
         .flag("F16", cache.is_f16())
-        .flag("VEC4", head_dim.is_multiple_of(4));
+        .flag("VEC4", head_dim.is_multiple_of(4))
+        .flag("ROPE", false);
     let (k, v) = (cache.k_binding(layer)?, cache.v_binding(layer)?);
 
     if m_rows > 1 || force_prefill {
@@ -239,50 +311,33 @@ async fn attention_with(
         )));
     }
     let plan = scratch.plan;
-    let split = base
+    let mut defines = base
         .u32("GB", plan.gb as u32)
         .u32("NC", plan.chunks as u32)
         .u32("WG", plan.decode_wg)
-        .flag("SUBGROUPS", gpu.features().subgroups)
-        .flag("WEB", cfg!(target_arch = "wasm32"));
+        .sym("PASS", "decode");
+    let mut bindings = vec![
+        qkv.binding(),
+        k,
+        v,
+        step.binding(),
+        scratch.acc.binding(),
+        scratch.ml.binding(),
+        out.binding(),
+        scratch.done.binding(),
+    ];
+    if let Some(r) = rope {
+        defines = defines.flag("ROPE", true).sym("STYLE", r.style.sym());
+        bindings.push(r.inv_freq.binding());
+    }
     let decode = gpu
-        .kernel(KernelKey::new(
-            "attention",
-            "decode",
-            split.clone().sym("PASS", "decode"),
-        ))
+        .kernel(KernelKey::new("attention", "decode", defines))
         .await?;
-    let combine = gpu
-        .kernel(KernelKey::new(
-            "attention",
-            "combine",
-            split.sym("PASS", "combine"),
-        ))
-        .await?;
-    Ok(vec![
-        gpu.dispatch(
-            &decode,
-            &[
-                qkv.binding(),
-                k,
-                v,
-                step.binding(),
-                scratch.acc.binding(),
-                scratch.ml.binding(),
-            ],
-            [(n_heads / plan.gb) as u32, plan.chunks as u32, 1],
-        )?,
-        gpu.dispatch(
-            &combine,
-            &[
-                scratch.acc.binding(),
-                scratch.ml.binding(),
-                out.binding(),
-                step.binding(),
-            ],
-            [n_heads as u32, 1, 1],
-        )?,
-    ])
+    Ok(vec![gpu.dispatch(
+        &decode,
+        &bindings,
+        [(n_heads / plan.gb) as u32, plan.chunks as u32, 1],
+    )?])
 }
 
 /// K/V tile positions of the prefill kernel: `2 · BC · ceil(hd/4)` vec4 within 16 KiB of workgroup
@@ -333,6 +388,7 @@ pub async fn attention_packed(
         .f32("SCALE", 1.0 / (head_dim as f32).sqrt())
         .flag("F16", false)
         .flag("VEC4", head_dim.is_multiple_of(4))
+        .flag("ROPE", false)
         .sym("PASS", "prefill")
         .sym("MASK", "seqs")
         .u32("BC", prefill_tile(head_dim))

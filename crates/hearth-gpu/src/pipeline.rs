@@ -233,7 +233,6 @@ const UNCHECKED: &[&str] = &[
     "matmul::matmul",
     "attention::prefill",
     "attention::decode",
-    "attention::combine",
     "norm::norm",
     "norm::pool",
 ];

@@ -19,7 +19,7 @@ pub enum RopeStyle {
 }
 
 impl RopeStyle {
-    fn sym(self) -> &'static str {
+    pub(crate) fn sym(self) -> &'static str {
         match self {
             RopeStyle::Adjacent => "adjacent",
             RopeStyle::Half => "half",

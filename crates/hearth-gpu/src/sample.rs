@@ -18,14 +18,17 @@
 //! 5. The draw: `u` = [`uniform01`]`(seed, position)` (a PCG hash, identical in WGSL and Rust), target
 //!    `u · Z`, first token whose cumulative weight exceeds it.
 //!
-//! Top-k never sorts the vocabulary: a 4-pass radix select over order-preserving u32 keys (one byte a
+//! Top-k never sorts the vocabulary: a 3-pass radix select over order-preserving u32 keys (11 bits a
 //! pass, multi-workgroup histograms with atomics) finds the k-th largest key, and a prefix count over
 //! chunks keeps the tied keys of lowest id. Every reduction has a fixed order, so the GPU is
 //! deterministic and the CPU mirror reproduces its arithmetic; the two can differ only where `u · Z`
 //! falls within rounding (GPU `exp` vs Rust's) of a cumulative boundary.
 //!
-//! Dispatches: init, penalize, histogram × 4, tally, compact, choose (greedy uses init, penalize, the
-//! first histogram and choose; the others return at once). No f16, no subgroups.
+//! Dispatches, by the [`Plan`] the params call for (recorded programs follow the plan, so
+//! [`Sampler::set_params`] says when they must be recorded again): greedy 1 (`first`, whose last
+//! workgroup writes the argmax), temperature only 2 (`first`, `tally`), top-k / top-p 4 (`first`,
+//! `histogram` × 2, `tally`); `tally`'s last workgroup draws. A decode step is bound by dispatch
+//! latency, so the one-workgroup tails ride in the wide passes. No f16, no subgroups.
 
 use std::collections::HashSet;
 
@@ -125,17 +128,51 @@ struct Norm {
     seed: u64,
 }
 
+/// Radix digits of the select and buckets per digit (sample.wgsl: DIGITS, NB).
+const DIGITS: usize = 3;
+const NB: usize = 2048;
+
+/// The passes a set of params needs: what [`Sampler::sample`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Temperature 0: the argmax (with the repetition penalty).
+    Greedy,
+    /// Temperature, no top-k or top-p: every token may be drawn.
+    Draw,
+    /// Top-k and/or top-p: a radix select first.
+    Select,
+}
+
+impl Plan {
+    fn of(params: &SamplingParams, vocab: usize) -> Self {
+        let n = params.normalized();
+        match mode(&n) {
+            Mode::Greedy => Plan::Greedy,
+            _ if select_k(&n, vocab) == 0 => Plan::Draw,
+            _ => Plan::Select,
+        }
+    }
+    fn sym(self) -> &'static str {
+        match self {
+            Plan::Greedy => "greedy",
+            Plan::Draw => "draw",
+            Plan::Select => "select",
+        }
+    }
+}
+
 /// GPU sampler for one vocabulary size: the params uniform and scratch buffers, made once.
 #[derive(Debug)]
 pub struct Sampler {
     vocab: usize,
+    plan: Plan,
     /// `Params` uniform (12 words).
     params: wgpu::Buffer,
     /// `[vocab]` sanitised, penalised logits.
     work: Tensor<f32>,
-    /// `[4 * 256 + ceil(vocab / 32)]` radix histograms and the penalty's bitmap.
+    /// `[3 * 2048 + 2]` radix histograms and two counters, all zero between samples.
     atom: Tensor<u32>,
-    /// `[6 * chunks + 10 + 256]` partials, radix state, candidates.
+    /// `[5 * chunks + 6 + 256]` partials, radix state, per-chunk sums, candidates.
     scratch: Tensor<u32>,
 }
 
@@ -149,10 +186,11 @@ impl Sampler {
         let chunks = vocab.div_ceil(CH);
         Ok(Self {
             vocab,
+            plan: Plan::of(params, vocab),
             params: tensor::uniform(gpu, "sample.params", &params.words()),
             work: Tensor::zeros(gpu, "sample.work", &[vocab])?,
-            atom: Tensor::zeros(gpu, "sample.atom", &[4 * WG + vocab.div_ceil(32)])?,
-            scratch: Tensor::zeros(gpu, "sample.scratch", &[6 * chunks + 10 + WG])?,
+            atom: Tensor::zeros(gpu, "sample.atom", &[DIGITS * NB + 2])?,
+            scratch: Tensor::zeros(gpu, "sample.scratch", &[5 * chunks + 2 * DIGITS + WG])?,
         })
     }
 
@@ -160,15 +198,24 @@ impl Sampler {
         self.vocab
     }
 
-    /// Rewrites the params uniform (ordered with later submits); no recompilation.
-    pub fn set_params(&self, gpu: &Gpu, params: &SamplingParams) {
+    /// The passes [`Sampler::sample`] records for the current params.
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// Rewrites the params uniform (ordered with later submits); no recompilation. Returns `true`
+    /// when the [`Plan`] changed: dispatches recorded before must be recorded again (they would
+    /// still run the old plan's passes).
+    pub fn set_params(&mut self, gpu: &Gpu, params: &SamplingParams) -> bool {
         gpu.queue()
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&params.words()));
+        let plan = Plan::of(params, self.vocab);
+        std::mem::replace(&mut self.plan, plan) != plan
     }
 
     /// Reads `logits` `[vocab]` (the last position's) and the history `tokens[0 .. L)`,
     /// `L = step.pos + step.n_tokens`, and writes the sampled id to `tokens[L]` (nothing if `L` is
-    /// past the end of `tokens`).
+    /// past the end of `tokens`). The dispatches are those of the current [`Plan`].
     pub async fn sample(
         &self,
         gpu: &Gpu,
@@ -186,10 +233,6 @@ impl Sampler {
         }
         let v = self.vocab as u32;
         let chunks = self.vocab.div_ceil(CH) as u32;
-        let init_groups = self
-            .vocab
-            .max(4 * WG + self.vocab.div_ceil(32))
-            .div_ceil(WG) as u32;
         let bindings = [
             self.params.as_entire_buffer_binding(),
             step.binding(),
@@ -199,22 +242,24 @@ impl Sampler {
             self.atom.binding(),
             self.scratch.binding(),
         ];
-        let passes: [(&'static str, u32, u32); 9] = [
-            ("init", 0, init_groups),
-            ("penalize", 0, 1),
-            ("histogram", 0, chunks),
-            ("histogram", 1, chunks),
-            ("histogram", 2, chunks),
-            ("histogram", 3, chunks),
-            ("tally", 0, chunks),
-            ("compact", 0, chunks),
-            ("choose", 0, 1),
-        ];
+        let passes: &[(&'static str, u32)] = match self.plan {
+            Plan::Greedy => &[("first", 0)],
+            Plan::Draw => &[("first", 0), ("tally", 0)],
+            Plan::Select => &[
+                ("first", 0),
+                ("histogram", 1),
+                ("histogram", 2),
+                ("tally", 0),
+            ],
+        };
         let mut ds = Vec::with_capacity(passes.len());
-        for (entry, digit, groups) in passes {
-            let defines = Defines::new().u32("V", v).u32("DIGIT", digit);
+        for &(entry, digit) in passes {
+            let defines = Defines::new()
+                .u32("V", v)
+                .sym("PLAN", self.plan.sym())
+                .u32("DIGIT", digit);
             let k = gpu.kernel(KernelKey::new("sample", entry, defines)).await?;
-            ds.push(gpu.dispatch(&k, &bindings, [groups, 1, 1])?);
+            ds.push(gpu.dispatch(&k, &bindings, [chunks, 1, 1])?);
         }
         Ok(ds)
     }
@@ -390,9 +435,17 @@ fn sample_ref_u(logits: &[f32], history: &[u32], p: &Norm, u: f32) -> u32 {
         }
     };
     let sums = chunk_sums(v, e);
-    let totals: Vec<f32> = sums
+    // A chunk's mass as the GPU forms it: its keys above the threshold (per invocation, then in
+    // invocation order), then its kept ties one by one (they share one weight).
+    let thr = if k == 0 { 0 } else { keys[top(k)[k - 1]] };
+    let above = chunk_sums(v, |i| if keys[i] > thr { e(i) } else { 0.0 });
+    let totals: Vec<f32> = above
         .iter()
-        .map(|c| c.iter().fold(0.0f32, |s, x| s + x))
+        .enumerate()
+        .map(|(c, inv)| {
+            let ties = (c * CH..((c + 1) * CH).min(v)).filter(|&i| keep[i] && keys[i] == thr);
+            ties.fold(inv.iter().fold(0.0f32, |s, x| s + x), |s, i| s + e(i))
+        })
         .collect();
     let z = totals.iter().fold(0.0f32, |a, x| a + x);
     let target = u * z;

@@ -1,7 +1,8 @@
 //! Both attention passes against [`attention_ref`]: prefill with GQA at pos 0 and pos > 0, single rows
 //! through both kernels, decode replayed from one recorded program across chunk-size changes up to
-//! 1024 positions, f16 and f32 caches, subgroup and fallback reductions, head dims 32/34/64/80/256,
-//! and RoPE + attention chained over two prompt chunks and decode steps.
+//! 4096 positions (one chunk written directly, several merged by the last workgroup, twice per
+//! program so the counters must reset), f16 and f32 caches, head dims 32/34/64/80/256, and RoPE +
+//! attention chained over two prompt chunks and decode steps.
 //!
 //! Tolerance: both sides see the same (f16-rounded) cache; the GPU sums ≤ 1024 terms in f32, the
 //! reference in f64, so errors are ~1e-7 on outputs of magnitude ≲ 1; a wrong position, head or
@@ -75,6 +76,7 @@ fn check(
             &scratch,
             &out,
             force_prefill,
+            None,
         ))
         .unwrap(),
     );
@@ -114,32 +116,40 @@ fn attention_other_head_dims() {
     // No grouping (multi-head attention) and a wide group.
     check(&gpu, 3, 3, 64, 7, 9, false, false);
     check(&gpu, 16, 1, 64, 1, 70, false, false);
+    // The merge with more (head, dims) tasks than invocations: 4 heads × 64 vec4 > 128.
+    check(&gpu, 8, 2, 256, 1, 40, true, false);
+    check(&gpu, 8, 2, 256, 1, 40, false, false);
     // Tiny heads: more decode scores per round than invocations.
     check(&gpu, 16, 2, 4, 1, 50, false, false);
     check(&gpu, 16, 2, 4, 9, 50, false, false);
 }
 
 /// One recorded decode program replayed at many positions, as the model does: positions around
-/// the points where the number of chunks in use and the chunk size change, up to a long context.
+/// the points where the number of chunks in use and the chunk size change (one chunk → two: the
+/// direct write → the merge), up to a long context. The program runs the decode twice into two
+/// outputs sharing one scratch, as consecutive layers do: the second is right only if the first
+/// left the completion counters at zero.
 fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
     let (nh, kvh, hd) = (6, 2, 64);
     let (cache, k, v) = random_cache(gpu, kvh, hd, max_len, f16);
     let row = (nh + 2 * kvh) * hd;
     let x = random(21, row, 3.0);
     let qkv = Tensor::from_slice(gpu, "qkv", &[1, row], &x).unwrap();
-    let out = Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap();
+    let outs = [0, 1].map(|_| Tensor::zeros(gpu, "out", &[1, nh * hd]).unwrap());
     let scratch = match chunks {
         Some(c) => AttentionScratch::with_chunks(gpu, nh, kvh, hd, max_len, c).unwrap(),
         None => AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap(),
     };
     let step = Step::new(gpu);
     let mut p = Program::new();
-    p.extend(
-        block(attention(
-            gpu, &qkv, 1, nh, kvh, hd, &cache, 1, &step, &scratch, &out,
+    for out in &outs {
+        let d = block(attention(
+            gpu, &qkv, 1, nh, kvh, hd, &cache, 1, &step, &scratch, out,
         ))
-        .unwrap(),
-    );
+        .unwrap();
+        assert_eq!(d.len(), 1, "decode is one dispatch");
+        p.extend(d);
+    }
     // A chunk holds max(ceil(len / nc), pr) positions: `pr` positions per round.
     let (nc, pr) = (scratch.chunks(), (DECODE_WG as usize) / hd.div_ceil(4));
     let mut positions = vec![0, 1, pr - 1, pr, pr + 1, 3 * pr + 2, 500, max_len - 1];
@@ -149,14 +159,21 @@ fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
     positions.retain(|&p| p < max_len);
     for pos in positions {
         step.set(gpu, pos as u32, 1);
+        for out in &outs {
+            out.write(gpu, &vec![7.0; nh * hd]).unwrap();
+        }
         gpu.submit(&p);
-        let got = block(out.read(gpu)).unwrap();
         let want = attention_ref(&x, 1, nh, kvh, hd, &k, &v, pos);
-        let what = format!(
-            "decode pos={pos} chunks={nc} f16={f16} subgroups={}",
-            gpu.features().subgroups
-        );
-        assert_close(&what, &got, &want, ATOL, RTOL);
+        for out in &outs {
+            let got = block(out.read(gpu)).unwrap();
+            assert_close(
+                &format!("decode pos={pos} chunks={nc} f16={f16}"),
+                &got,
+                &want,
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }
 
@@ -167,7 +184,7 @@ fn attention_decode_replayed_over_positions() {
         gpu.features().f16 && gpu.features().subgroups,
         "lavapipe has both; this test covers them"
     );
-    // The adapter's own chunking; more chunks in use at 4k than the combine pass has invocations.
+    // The adapter's own chunking; more chunks in use at 4k than the merge has invocations.
     decode_replay(&gpu, true, None, 1024);
     decode_replay(&gpu, false, Some(300), 4096);
     let plain = gpu_with(&GpuOptions {
@@ -180,90 +197,113 @@ fn attention_decode_replayed_over_positions() {
 }
 
 /// RoPE + attention as the model chains them: two prompt chunks, then decode steps replayed from
-/// one recorded program, against the CPU references of both.
-#[test]
-fn rope_then_attention_over_chunks_and_decode() {
-    let gpu = gpu();
-    let (nh, kvh, hd, max_len) = (4, 2, 32, 64);
+/// one recorded program (across the one-chunk → merged boundary of the decode pass), against the CPU
+/// references of both; `fused`: through [`rope_attention`] (one dispatch per decode step, which
+/// stores the step's key and value itself), else rope_and_store + attention. The cache must end up
+/// holding every rotated key and value either way.
+fn rope_then_attention(gpu: &Gpu, heads: (usize, usize, usize), style: RopeStyle, fused: bool) {
+    let (nh, kvh, hd) = heads;
+    let max_len = 64;
     let row = (nh + 2 * kvh) * hd;
     let inv_freq: Vec<f32> = (0..hd / 2)
         .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
         .collect();
-    let freq = Tensor::from_slice(&gpu, "inv_freq", &[hd / 2], &inv_freq).unwrap();
-    let cache = KvCache::new(&gpu, 1, kvh, hd, max_len).unwrap();
-    let scratch = AttentionScratch::new(&gpu, nh, kvh, hd, max_len).unwrap();
-    let step = Step::new(&gpu);
+    let freq = Tensor::from_slice(gpu, "inv_freq", &[hd / 2], &inv_freq).unwrap();
+    let cache = KvCache::new(gpu, 1, kvh, hd, max_len).unwrap();
+    let scratch = AttentionScratch::new(gpu, nh, kvh, hd, max_len).unwrap();
+    let step = Step::new(gpu);
     let (mut ref_k, mut ref_v) = (Vec::new(), Vec::new());
+    let rope = Rope {
+        style,
+        inv_freq: &freq,
+    };
     let record = |m: usize, qkv: &Tensor<f32>, out: &Tensor<f32>| {
         let mut p = Program::new();
-        p.extend(
-            block(rope_and_store(
-                &gpu,
-                qkv,
-                m,
-                nh,
-                kvh,
-                hd,
-                RopeStyle::Half,
-                &freq,
-                &cache,
-                0,
-                &step,
-            ))
-            .unwrap(),
-        );
-        p.extend(
-            block(attention(
-                &gpu, qkv, m, nh, kvh, hd, &cache, 0, &step, &scratch, out,
-            ))
-            .unwrap(),
-        );
+        if fused {
+            let d = rope_attention(
+                gpu, qkv, m, nh, kvh, hd, rope, &cache, 0, &step, &scratch, out,
+            );
+            p.extend(block(d).unwrap());
+            assert_eq!(p.len(), if m == 1 { 1 } else { 2 });
+            return p;
+        }
+        let r = rope_and_store(gpu, qkv, m, nh, kvh, hd, style, &freq, &cache, 0, &step);
+        p.extend(block(r).unwrap());
+        let a = attention(gpu, qkv, m, nh, kvh, hd, &cache, 0, &step, &scratch, out);
+        p.extend(block(a).unwrap());
         p
     };
-    let decode_qkv = Tensor::zeros(&gpu, "qkv1", &[1, row]).unwrap();
-    let decode_out = Tensor::zeros(&gpu, "out1", &[1, nh * hd]).unwrap();
+    let decode_qkv = Tensor::zeros(gpu, "qkv1", &[1, row]).unwrap();
+    let decode_out = Tensor::zeros(gpu, "out1", &[1, nh * hd]).unwrap();
     let decode = record(1, &decode_qkv, &decode_out);
+    // The reference sees the cache as stored (f16 on lavapipe).
+    let round = |a: &[f32]| -> Vec<f32> {
+        if cache.is_f16() {
+            a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+        } else {
+            a.to_vec()
+        }
+    };
     let mut pos = 0;
-    for (i, m) in [6usize, 4, 1, 1, 1].into_iter().enumerate() {
+    let chunks = [6usize, 4].into_iter().chain(std::iter::repeat_n(1, 20));
+    for (i, m) in chunks.enumerate() {
         let x = random(30 + i as u64, m * row, 1.0);
         let (qkv, out) = if m == 1 {
             (decode_qkv.clone(), decode_out.clone())
         } else {
             (
-                Tensor::zeros(&gpu, "qkv", &[m, row]).unwrap(),
-                Tensor::zeros(&gpu, "out", &[m, nh * hd]).unwrap(),
+                Tensor::zeros(gpu, "qkv", &[m, row]).unwrap(),
+                Tensor::zeros(gpu, "out", &[m, nh * hd]).unwrap(),
             )
         };
-        qkv.write(&gpu, &x).unwrap();
-        step.set(&gpu, pos as u32, m as u32);
+        qkv.write(gpu, &x).unwrap();
+        step.set(gpu, pos as u32, m as u32);
         if m == 1 {
             gpu.submit(&decode);
         } else {
             gpu.submit(&record(m, &qkv, &out));
         }
         let mut xr = x.clone();
-        let (k, v) = rope_ref(&mut xr, m, nh, kvh, hd, RopeStyle::Half, &inv_freq, pos);
-        // The reference sees the cache as stored (f16 on lavapipe).
-        let round = |a: Vec<f32>| -> Vec<f32> {
-            if cache.is_f16() {
-                a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-            } else {
-                a
-            }
-        };
-        ref_k.extend(round(k));
-        ref_v.extend(round(v));
-        let want = attention_ref(&xr, m, nh, kvh, hd, &ref_k, &ref_v, pos);
-        let got = block(out.read(&gpu)).unwrap();
-        assert_close(
-            &format!("rope+attention m={m} pos={pos}"),
-            &got,
-            &want,
-            5e-4,
-            1e-3,
-        );
+        let (k, v) = rope_ref(&mut xr, m, nh, kvh, hd, style, &inv_freq, pos);
+        let (mut see_k, mut see_v) = (ref_k.clone(), ref_v.clone());
+        if fused && m == 1 {
+            // The fused step attends to its own key and value before they are stored: unrounded.
+            see_k.extend(&k);
+            see_v.extend(&v);
+        } else {
+            see_k.extend(round(&k));
+            see_v.extend(round(&v));
+        }
+        ref_k.extend(round(&k));
+        ref_v.extend(round(&v));
+        let want = attention_ref(&xr, m, nh, kvh, hd, &see_k, &see_v, pos);
+        let got = block(out.read(gpu)).unwrap();
+        let what = format!("rope+attention {heads:?} {style:?} fused={fused} m={m} pos={pos}");
+        assert_close(&what, &got, &want, 5e-4, 1e-3);
         pos += m;
     }
+    let (k, v) = block(cache.read_layer(gpu, 0)).unwrap();
+    let n = pos * kvh * hd;
+    assert_close("cached keys", &k[..n], &ref_k, 1e-5, 2e-3);
+    assert_close("cached values", &v[..n], &ref_v, 1e-5, 2e-3);
+}
+
+#[test]
+fn rope_then_attention_over_chunks_and_decode() {
+    let gpu = gpu();
+    // GQA 2:1 and 3:1 (three q heads a workgroup), vector and scalar (head dim 34) cache access.
+    for heads in [(4, 2, 32), (6, 2, 34), (6, 2, 64)] {
+        for style in [RopeStyle::Half, RopeStyle::Adjacent] {
+            rope_then_attention(&gpu, heads, style, false);
+            rope_then_attention(&gpu, heads, style, true);
+        }
+    }
+    // f32 cache.
+    let plain = gpu_with(&GpuOptions {
+        allow_f16: false,
+        ..GpuOptions::from_env()
+    });
+    rope_then_attention(&plain, (4, 2, 32), RopeStyle::Half, true);
 }
 
 #[test]
@@ -410,14 +450,13 @@ fn bench_attention() {
             let scratch = AttentionScratch::with_chunks(&gpu, nh, kvh, hd, max_len, nc)
                 .unwrap()
                 .with_workgroups(dwg, pwg);
-            let (decode, split_only) = (record(1, 2, &scratch), record(1, 1, &scratch));
-            for pos in [127usize, 2047, 4095] {
+            let decode = record(1, 1, &scratch);
+            for pos in [7usize, 127, 2047, 4095] {
                 step.set(&gpu, pos as u32, 1);
                 let us = gpu_time_us(&gpu, &decode, reps);
-                let split_us = gpu_time_us(&gpu, &split_only, reps);
                 let bytes = (pos + 1) * kvh * hd * 2 * if cache.is_f16() { 2 } else { 4 };
                 eprintln!(
-                    "decode wg={dwg} chunks={nc:3} ctx {:5}: {us:7.1} µs/layer (split pass {split_us:.1}; {:.0} GB/s of K+V; f16={})",
+                    "decode wg={dwg} chunks={nc:3} ctx {:5}: {us:7.1} µs/layer ({:.0} GB/s of K+V; f16={})",
                     pos + 1,
                     bytes as f64 / us / 1e3,
                     cache.is_f16()

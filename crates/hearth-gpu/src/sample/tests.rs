@@ -255,6 +255,75 @@ fn ties_at_the_top_k_threshold_keep_the_lowest_ids() {
             "{p:?}: drew {seen:?}"
         );
     }
+    // Kept ties in three chunks (0, 1 and 2), cut ones in chunks 2 and 4.
+    for i in [4999, 1024, 3, 2048, 1023, 3071] {
+        l[i] = -5.0;
+    }
+    for i in [4500, 2900, 1500, 3, 2600] {
+        l[i] = 2.0;
+    }
+    let kept: HashSet<u32> = [4000, 17, 2500, 3, 1500, 2600].into_iter().collect();
+    for p in [params(2.0, 6, 1.0), params(2.0, 6, 0.999)] {
+        let (got, _) = chain(&gpu, &l, &p, 10, 300);
+        let seen: HashSet<u32> = got.iter().copied().collect();
+        assert!(seen.is_subset(&kept), "{p:?}: drew {seen:?}");
+        assert!(
+            [3, 1500, 2600].iter().all(|i| seen.contains(i)),
+            "{p:?}: drew {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn dispatches_follow_the_plan() {
+    let gpu = gpu();
+    let l = Tensor::<f32>::zeros(&gpu, "l", &[5000]).unwrap();
+    let t = Tensor::<u32>::zeros(&gpu, "t", &[4]).unwrap();
+    let step = Step::new(&gpu);
+    let mut s = Sampler::new(&gpu, 5000, &SamplingParams::greedy()).unwrap();
+    let count = |s: &Sampler| block(s.sample(&gpu, &l, &t, &step)).unwrap().len();
+    assert_eq!((s.plan(), count(&s)), (Plan::Greedy, 1));
+    for (p, plan, n) in [
+        (params(0.8, 0, 1.0), Plan::Draw, 2),
+        (params(0.8, 40, 0.95), Plan::Select, 4),
+        (params(0.8, 0, 0.9), Plan::Select, 4),
+        (params(0.8, 40, 1.0), Plan::Select, 4),
+        (params(0.8, 5000, 1.0), Plan::Draw, 2),
+        (SamplingParams::greedy(), Plan::Greedy, 1),
+    ] {
+        let before = s.plan();
+        assert_eq!(
+            s.set_params(&gpu, &p),
+            plan != before,
+            "{p:?} after {before:?}"
+        );
+        assert!(!s.set_params(&gpu, &p), "{p:?}: the same plan");
+        assert_eq!((s.plan(), count(&s)), (plan, n), "{p:?}");
+    }
+}
+
+/// The penalty over a history longer than a workgroup, in every plan.
+#[test]
+fn penalty_over_a_long_history() {
+    let gpu = gpu();
+    let l = separated(13, 3000, 12);
+    for p in [
+        SamplingParams::greedy(),
+        params(1.3, 0, 1.0),
+        params(0.9, 20, 0.97),
+        params(1.1, 100, 1.0),
+    ] {
+        let p = SamplingParams {
+            repetition_penalty: 1.5,
+            penalty_last_n: 600,
+            ..p
+        };
+        let (got, boundary) = chain(&gpu, &l, &p, 700, 40);
+        assert!(boundary <= 1, "{p:?}");
+        if p.temperature > 0.0 {
+            assert!(got.iter().collect::<HashSet<_>>().len() >= 3, "{p:?}");
+        }
+    }
 }
 
 /// Independent f64 statement of the semantics: the probability of each id.
@@ -382,7 +451,7 @@ fn set_params_switches_modes_without_a_new_sampler() {
     let gpu = gpu();
     let l = separated(5, 2000, 8);
     let hist = vec![0u32; 64];
-    let sampler = Sampler::new(&gpu, l.len(), &SamplingParams::greedy()).unwrap();
+    let mut sampler = Sampler::new(&gpu, l.len(), &SamplingParams::greedy()).unwrap();
     let lens: Vec<u32> = (1..60).collect();
     assert!(run(&gpu, &sampler, &l, &hist, &lens)
         .iter()
@@ -390,7 +459,7 @@ fn set_params_switches_modes_without_a_new_sampler() {
         .take(59)
         .all(|&t| t == argmax(&l)));
     let p = params(3.0, 0, 1.0);
-    sampler.set_params(&gpu, &p);
+    assert!(sampler.set_params(&gpu, &p), "greedy → draw is a new plan");
     let got = run(&gpu, &sampler, &l, &hist, &lens);
     for &n in &lens {
         assert_eq!(got[n as usize], sample_ref(&l, &got[..n as usize], &p, n));

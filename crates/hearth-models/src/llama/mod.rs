@@ -10,12 +10,12 @@ mod generate;
 
 use std::collections::HashMap;
 
-use hearth_gpu::attention::{attention, AttentionScratch};
+use hearth_gpu::attention::{rope_attention, AttentionScratch, Rope};
 use hearth_gpu::embed::embed;
 use hearth_gpu::kv_cache::KvCache;
 use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
 use hearth_gpu::profile::KernelTime;
-use hearth_gpu::rope::{rope_and_store, RopeStyle as GpuRope};
+use hearth_gpu::rope::RopeStyle as GpuRope;
 use hearth_gpu::sample::{Sampler, SamplingParams};
 use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
 
@@ -260,9 +260,12 @@ impl Llama {
             c.head_dim,
             c.rms_norm_eps,
         );
-        let style = match c.rope_style {
-            RopeStyle::Adjacent => GpuRope::Adjacent,
-            RopeStyle::Half => GpuRope::Half,
+        let rope = Rope {
+            style: match c.rope_style {
+                RopeStyle::Adjacent => GpuRope::Adjacent,
+                RopeStyle::Half => GpuRope::Half,
+            },
+            inv_freq: &self.inv_freq,
         };
         let mut p = Program::new();
         p.tagged(
@@ -278,32 +281,17 @@ impl Llama {
                 bias: None,
             };
             p.tagged("qkv", linear(gpu, &qkv, &s.x, 0, m, &s.qkv).await?);
-            p.tagged(
-                "rope+kv",
-                rope_and_store(
-                    gpu,
-                    &s.qkv,
-                    m,
-                    nh,
-                    nkv,
-                    hd,
-                    style,
-                    &self.inv_freq,
-                    &self.cache,
-                    l,
-                    &self.step,
-                )
-                .await?,
-            );
+            // RoPE, the KV-cache store and attention: one dispatch for a decode step.
             p.tagged(
                 "attention",
-                attention(
+                rope_attention(
                     gpu,
                     &s.qkv,
                     m,
                     nh,
                     nkv,
                     hd,
+                    rope,
                     &self.cache,
                     l,
                     &self.step,
@@ -538,9 +526,13 @@ impl Llama {
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
-    /// Sets the sampling parameters used by the next steps.
-    pub fn set_sampling(&self, params: &SamplingParams) {
-        self.sampler.set_params(&self.gpu, params);
+    /// Sets the sampling parameters used by the next steps. The recorded passes hold the sampler's
+    /// dispatches, which depend on the kind of sampling (greedy, temperature, top-k / top-p): a
+    /// change of kind records them again.
+    pub fn set_sampling(&mut self, params: &SamplingParams) {
+        if self.sampler.set_params(&self.gpu, params) {
+            self.programs.retain(|&(_, head), _| head != Head::Sample);
+        }
     }
 
     /// Teacher forcing from position 0: row `i` holds the logits `[vocab]` after `tokens[..=i]`.

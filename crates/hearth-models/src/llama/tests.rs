@@ -6,6 +6,7 @@ use hearth_gpu::{GpuOptions, WeightFormat};
 use super::*;
 use crate::config::Llama3RopeScaling;
 use crate::reference::{argmax, CpuLlama};
+use hearth_gpu::sample::sample_ref;
 
 /// A SmolLM2-like shape in miniature: GGUF rope layout, GQA 3:1, Q4 weights with a Q8 tied embedding.
 fn smollm_like() -> LlamaConfig {
@@ -188,4 +189,50 @@ fn bad_requests_are_errors() {
         block(model.decode_step()),
         Err(ModelError::ContextOverflow { .. })
     ));
+}
+
+/// A decode step records one dispatch per kernel: the embedding, five per layer (qkv, rope with
+/// attention, o, gate/up, down), the LM head and the sampler's plan (greedy 1, top-k/top-p 4). A
+/// change of kind of sampling records the step again, and its draws follow the CPU mirror of the
+/// sampler on the GPU's logits (repetition penalty included).
+#[test]
+fn decode_dispatches_and_sampling_plans() {
+    let config = llama3_like();
+    let w = LlamaWeights::random(&config, WeightFormat::Q4, 5).unwrap();
+    let gpu = gpu();
+    let opts = LlamaOptions {
+        max_context: 64,
+        prefill_chunk: 8,
+        logits_rows: 1,
+    };
+    let mut model = block(Llama::new(&gpu, &w, opts)).unwrap();
+    let forward = 1 + 5 * config.num_hidden_layers + 1;
+    let step_len = |m: &Llama| block(m.record(1, Head::Sample)).unwrap().len();
+    assert_eq!(step_len(&model), forward + 1, "greedy");
+    let chat = SamplingParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        repetition_penalty: 1.1,
+        penalty_last_n: 64,
+        seed: 7,
+    };
+    let prompt = tokens(5, config.vocab_size);
+    block(model.prefill(&prompt)).unwrap(); // records the greedy step
+    model.reset();
+    model.set_sampling(&chat);
+    assert_eq!(step_len(&model), forward + 4, "top-k + top-p");
+    block(model.prefill(&prompt)).unwrap();
+    let mut history = prompt.clone();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..16 {
+        let logits = block(model.last_logits()).unwrap();
+        let id = block(model.read_token()).unwrap();
+        let pos = history.len() as u32;
+        assert_eq!(id, sample_ref(&logits, &history, &chat, pos), "at {pos}");
+        history.push(id);
+        seen.insert(id);
+        block(model.decode_step()).unwrap();
+    }
+    assert!(seen.len() > 1, "sampling, not the argmax: {seen:?}");
 }
