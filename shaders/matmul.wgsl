@@ -21,8 +21,8 @@
 //   with up rows (qs_up, sc_up) and out[m, f] = silu(gate_f) · up_f; gelu: out = gelu(y) (exact, erf).
 // - BIAS: y += bias[column] before the epilogue (BERT's linear layers; not with silu).
 //
-// Defines: MATVEC (which entry point this variant builds), WEIGHT (q4 | q8 | f32), K (input width, a
-// multiple of 32), NORM, EPS, EPI (store | acc | silu | gelu), BIAS.
+// Defines: MATVEC (which entry point this variant builds), WEIGHT (q4 | q4s | q8 | f32), K (input width,
+// a multiple of 32), NORM, EPS, EPI (store | acc | silu | gelu), BIAS.
 // matvec only: WG (threads, a power of two), RG (groups of 4 weight rows per workgroup: 1 or 2; silu
 // always 2), SUBGROUPS, SG_MIN (smallest subgroup size, ≥ 4), WEB_SUBGROUPS (emit `enable subgroups;`:
 // browsers require it, naga rejects it).
@@ -56,12 +56,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 // qs: [shard rows, K / UW] vec4<u32>, packed weights of one shard (silu: the shard holding the gate rows)
 @group(0) @binding(3) var<storage, read> qs: array<vec4<u32>>;
-// sc: [shard rows, K / 32] u32 (q4: f16 scale | f16 min << 16; q8: f32 bits); f32 weights: 1-word dummy
+// sc: [shard rows, KG] u32 scale words (q4: f16 scale | f16 min << 16; q4s: f16 d of group 2j | f16 d of
+// group 2j + 1 << 16; q8: f32 bits); f32 weights: 1-word dummy
 @group(0) @binding(4) var<storage, read> sc: array<u32>;
 #if EPI == silu
 // qs_up: [shard rows, K / UW] vec4<u32>, the shard holding the up rows (may be the same buffer as qs)
 @group(0) @binding(5) var<storage, read> qs_up: array<vec4<u32>>;
-// sc_up: [shard rows, K / 32] u32, scales of that shard
+// sc_up: [shard rows, KG] u32, scales of that shard
 @group(0) @binding(6) var<storage, read> sc_up: array<u32>;
 #if NORM
 // gamma: [K / 4] vec4, RMSNorm weight
@@ -99,7 +100,7 @@ fn finish(y: f32, col: u32) -> f32 {
 }
 
 // Weights per 16-byte unit of a row.
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
 const UW: u32 = 32u;
 #elif WEIGHT == q8
 const UW: u32 = 16u;
@@ -108,7 +109,11 @@ const UW: u32 = 4u;
 #endif
 const KU: u32 = K / UW;   // units per weight row
 const K4: u32 = K / 4u;   // vec4 per x row
+#if WEIGHT == q4s
+const KG: u32 = (K + 63u) / 64u;  // scale words per weight row (two groups a word)
+#else
 const KG: u32 = K / 32u;  // scale words per weight row
+#endif
 const XV: u32 = UW / 4u;  // x vec4 per unit
 
 // ---- weight decoding (shared by both entry points) ----
@@ -143,6 +148,29 @@ fn nib_hi(w: u32) -> vec4<f32> {
 fn sbytes(w: u32) -> vec4<f32> {
     return vec4<f32>((vec4<i32>(bitcast<i32>(w)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
+
+// Scale word of group g (32 weights) of a row whose scale words start at `base`; for q4s the word holding
+// the group, shifted so that the group's f16 is its low half.
+fn group_word(up: bool, base: u32, g: u32) -> u32 {
+#if WEIGHT == q4s
+    return sword(up, base + g / 2u) >> (16u * (g & 1u));
+#else
+    return sword(up, base + g);
+#endif
+}
+
+#if WEIGHT == q4 || WEIGHT == q4s
+// A 4-bit group's weights as an affine map of its codes, w = code · a.x + a.y, from its group_word:
+// q4 (scale, min); q4s (d, -8d), so that d·q - 8d = d·(q - 8) exactly (both terms are exact in f32).
+fn affine(s: u32) -> vec2<f32> {
+#if WEIGHT == q4
+    return unpack2x16float(s);
+#else
+    let d = unpack2x16float(s).x;
+    return vec2<f32>(d, -8.0 * d);
+#endif
+}
+#endif
 
 // f32 weights have no scales: touching the dummy scale bindings keeps every format's layout the same.
 fn touch_scales() {
@@ -182,7 +210,7 @@ var<workgroup> part: array<vec4<f32>, NSLOT * 3u>;
 var<workgroup> red: array<vec4<f32>, WG * 3u>;
 #endif
 
-// One unit of x (times gamma), for the UW weights of a unit; sum = Σ of those values (q4's min term).
+// One unit of x (times gamma), for the UW weights of a unit; sum = Σ of those values (the 4-bit offset term).
 struct XUnit {
     v0: vec4<f32>,
 #if WEIGHT != f32
@@ -190,7 +218,7 @@ struct XUnit {
     v2: vec4<f32>,
     v3: vec4<f32>,
 #endif
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
     v4: vec4<f32>,
     v5: vec4<f32>,
     v6: vec4<f32>,
@@ -222,7 +250,7 @@ fn load_x(xrow: u32, u: u32, ss: ptr<function, f32>) -> XUnit {
     r.v3 = xget(i + 3u, g + 3u, ss);
     s += r.v1 + r.v2 + r.v3;
 #endif
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
     r.v4 = xget(i + 4u, g + 4u, ss);
     r.v5 = xget(i + 5u, g + 5u, ss);
     r.v6 = xget(i + 6u, g + 6u, ss);
@@ -233,7 +261,7 @@ fn load_x(xrow: u32, u: u32, ss: ptr<function, f32>) -> XUnit {
     return r;
 }
 
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
 // Word j of four rows (lane = row) against the 8 x values it covers: Σ q·x per row.
 fn q4_words(w: vec4<u32>, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(
@@ -249,18 +277,18 @@ fn q8_words(w: vec4<u32>, v: vec4<f32>) -> vec4<f32> {
 }
 #endif
 
-// Σ w·x over one unit for four rows: q0..q3 their packed units, s their scale words (lane = row).
+// Σ w·x over one unit for four rows: q0..q3 their packed units, s their group words (lane = row).
 fn dot4(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, s: vec4<u32>, xu: XUnit) -> vec4<f32> {
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
     let d = q4_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), xu.v0, xu.v1)
           + q4_words(vec4<u32>(q0.y, q1.y, q2.y, q3.y), xu.v2, xu.v3)
           + q4_words(vec4<u32>(q0.z, q1.z, q2.z, q3.z), xu.v4, xu.v5)
           + q4_words(vec4<u32>(q0.w, q1.w, q2.w, q3.w), xu.v6, xu.v7);
-    let m0 = unpack2x16float(s.x);
-    let m1 = unpack2x16float(s.y);
-    let m2 = unpack2x16float(s.z);
-    let m3 = unpack2x16float(s.w);
-    // w = scale·q + min, so Σ w·x = scale·Σ q·x + min·Σ x.
+    let m0 = affine(s.x);
+    let m1 = affine(s.y);
+    let m2 = affine(s.z);
+    let m3 = affine(s.w);
+    // w = a·q + b, so Σ w·x = a·Σ q·x + b·Σ x.
     return vec4<f32>(m0.x, m1.x, m2.x, m3.x) * d + vec4<f32>(m0.y, m1.y, m2.y, m3.y) * xu.sum;
 #elif WEIGHT == q8
     let d = q8_words(vec4<u32>(q0.x, q1.x, q2.x, q3.x), xu.v0)
@@ -278,25 +306,26 @@ fn dot4(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, s: vec4<u32>
 #endif
 }
 
-// Index of unit u's scale word in a row whose scales start at `base`.
-fn scale_at(base: u32, u: u32) -> u32 {
-#if WEIGHT == q4
-    return base + u;
+// The group of unit u: a unit is one 4-bit group, or half a q8 group.
+fn unit_group(u: u32) -> u32 {
+#if WEIGHT == q8
+    return u / 2u;
 #else
-    return base + u / 2u;
+    return u;
 #endif
 }
 
-// The four rows' scale words (f32 weights have none).
+// The four rows' group words for unit u (f32 weights have none).
 fn scales4(up: bool, base: vec4<u32>, u: u32) -> vec4<u32> {
 #if WEIGHT == f32
     return vec4<u32>(0u);
 #else
+    let g = unit_group(u);
     return vec4<u32>(
-        sword(up, scale_at(base.x, u)),
-        sword(up, scale_at(base.y, u)),
-        sword(up, scale_at(base.z, u)),
-        sword(up, scale_at(base.w, u)),
+        group_word(up, base.x, g),
+        group_word(up, base.y, g),
+        group_word(up, base.z, g),
+        group_word(up, base.w, g),
     );
 #endif
 }
@@ -490,16 +519,16 @@ var<workgroup> sb: array<vec4<f32>, 512>;
 
 // Eight dequantised weights of shard row `row`, columns k .. k + 8 (k a multiple of 8).
 fn load_w8(up: bool, row: u32, k: u32) -> array<vec4<f32>, 2> {
-#if WEIGHT == q4
+#if WEIGHT == q4 || WEIGHT == q4s
     let i = row * (K / 8u) + k / 8u;
     let w = qword(up, i / 4u)[i % 4u];
-    let sm = unpack2x16float(sword(up, row * KG + k / 32u));
-    return array<vec4<f32>, 2>(nib_lo(w) * sm.x + sm.y, nib_hi(w) * sm.x + sm.y);
+    let a = affine(group_word(up, row * KG, k / 32u));
+    return array<vec4<f32>, 2>(nib_lo(w) * a.x + a.y, nib_hi(w) * a.x + a.y);
 #elif WEIGHT == q8
     let i = row * (K / 4u) + k / 4u;
     let q = qword(up, i / 4u);
     let w = select(q.xy, q.zw, (i & 2u) != 0u);
-    let d = bitcast<f32>(sword(up, row * KG + k / 32u));
+    let d = bitcast<f32>(group_word(up, row * KG, k / 32u));
     return array<vec4<f32>, 2>(sbytes(w.x) * d, sbytes(w.y) * d);
 #else
     let i = row * K4 + k / 4u;

@@ -5,15 +5,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use hearth_gpu::WeightFormat;
 use hearth_models::llama::bench::{self, BenchPlan};
 use hearth_models::llama::Llama;
-use hearth_models::LlamaWeights;
 
 use crate::model;
 use crate::run::CliError;
 
-const RANDOM: &str = "Llama-3.2-1B shapes, random INT4 (group 32) weights, tied embeddings";
+const RANDOM: &str =
+    "Llama-3.2-1B shapes, random symmetric INT4 (Q4S, group 32) weights, tied embeddings";
 
 pub fn run(json: bool, model_path: Option<&Path>, plan: &BenchPlan) -> Result<(), CliError> {
     let gpu = model::gpu()?;
@@ -34,9 +33,7 @@ pub fn run(json: bool, model_path: Option<&Path>, plan: &BenchPlan) -> Result<()
         }
         None => {
             eprintln!("making random Llama-3.2-1B-shaped INT4 weights …");
-            let config = bench::bench_config("llama-3.2-1b")?;
-            let w = LlamaWeights::random(&config, WeightFormat::Q4, 1)?;
-            (w, RANDOM.to_string())
+            (bench::random_weights("llama-3.2-1b")?, RANDOM.to_string())
         }
     };
     // `load_s`: the upload of host weights to the GPU.

@@ -80,6 +80,11 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// What a Hugging Face checkpoint's matrices are quantised to: q4s (symmetric INT4 with an
+        /// f16 scale per 32 weights, as GGUF Q4_0; the default), q4 (also an f16 min per group), q8
+        /// or f32. GGUF files and packs convert as stored.
+        #[arg(long, value_parser = parse_quant)]
+        quant: Option<hearth_gpu::WeightFormat>,
     },
     /// Measure prefill and decode speed with random weights of Llama-3.2-1B's shapes.
     Bench {
@@ -129,6 +134,11 @@ enum Command {
     Chat(assistant::ChatArgs),
 }
 
+fn parse_quant(s: &str) -> Result<hearth_gpu::WeightFormat, String> {
+    hearth_gpu::WeightFormat::from_sym(s)
+        .ok_or_else(|| format!("`{s}`: expected q4s, q4, q8 or f32"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -154,7 +164,7 @@ fn main() -> ExitCode {
             tokens_json,
             top,
         } => run::logits(model.as_deref(), &tokens_json, top),
-        Command::Convert { model, out } => run::convert(&model, &out),
+        Command::Convert { model, out, quant } => run::convert(&model, &out, quant),
         Command::Bench {
             json,
             decode_tokens,

@@ -166,10 +166,15 @@ pub fn logits(path: Option<&Path>, tokens_json: &Path, top: usize) -> Result<(),
     Ok(())
 }
 
-pub fn convert(path: &Path, out: &Path) -> Result<(), CliError> {
+/// `quant`: what a Hugging Face checkpoint is quantised to (`None`: the loader's default).
+pub fn convert(
+    path: &Path,
+    out: &Path,
+    quant: Option<hearth_gpu::WeightFormat>,
+) -> Result<(), CliError> {
     let t0 = Instant::now();
     eprintln!("reading {} …", path.display());
-    let files = hearth_models::loader::load_path(path)?;
+    let files = hearth_models::loader::load_path_as(path, quant, &mut |_, _| {})?;
     eprintln!("writing pack to {} …", out.display());
     hearth_models::pack::write_pack(&files, out)?;
     eprintln!("done in {:.1}s", t0.elapsed().as_secs_f64());

@@ -136,6 +136,7 @@ fn convert_writes_a_pack_that_generates_like_its_source() {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest.to_string().contains("sha256"));
+    assert_eq!(manifest["quantization"], "q4s", "symmetric INT4 by default");
     let gen = |m: &Path| {
         json(&[
             "generate",
@@ -154,6 +155,34 @@ fn convert_writes_a_pack_that_generates_like_its_source() {
         from_hf["tokens"], from_pack["tokens"],
         "the pack holds the same INT4 weights"
     );
+
+    // --quant picks the format of a Hugging Face checkpoint's matrices, and nothing else's.
+    let q4 = out.with_file_name("pack-q4");
+    let (hf_s, q4_s) = (hf.to_str().unwrap(), q4.to_str().unwrap());
+    let conv = hearth(&["convert", "--model", hf_s, "--out", q4_s, "--quant", "q4"]);
+    assert!(
+        conv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(q4.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["quantization"], "q4");
+    let gguf = fixture("tiny/tiny-llama.gguf");
+    let other = out.with_file_name("pack-other");
+    let (g, o) = (gguf.to_str().unwrap(), other.to_str().unwrap());
+    for (args, code) in [
+        (["convert", "--model", g, "--out", o, "--quant", "q4"], 1),
+        (["convert", "--model", hf_s, "--out", o, "--quant", "q5"], 2),
+    ] {
+        let r = hearth(&args);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("q4") && !other.exists(),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -78,15 +78,10 @@ mod tests {
     use crate::{testing::*, GpuOptions, Program};
 
     /// Gathers `m_rows` tokens at `pos` from a `[v, d]` table and compares with [`embed_ref`].
-    fn check(gpu: &Gpu, format: WeightFormat, min_shards: usize) {
-        let (v, d, pos, m_rows) = (300, 64, 5, 8);
+    fn check(gpu: &Gpu, format: WeightFormat, d: usize, min_shards: usize) {
+        let (v, pos, m_rows) = (300, 5, 8);
         let w = random(11, v * d, 1.0);
-        let host = match format {
-            WeightFormat::F32 => HostMatrix::from_f32(v, d, &w),
-            WeightFormat::Q8 => HostMatrix::quantize_q8(v, d, &w),
-            WeightFormat::Q4 => HostMatrix::quantize_q4(v, d, &w),
-        }
-        .unwrap();
+        let host = HostMatrix::quantize(format, v, d, &w).unwrap();
         let table = GpuMatrix::upload(gpu, "table", &host).unwrap();
         assert!(
             table.shards.len() >= min_shards,
@@ -112,26 +107,29 @@ mod tests {
             .collect();
         let mut want = embed_ref(&host, &ids);
         want.extend(vec![7.0; d]); // the row past m_rows is untouched
-        assert_close(&format!("embed {format:?}"), &got, &want, 1e-6, 1e-6);
+        assert_close(&format!("embed {format:?} d={d}"), &got, &want, 1e-6, 1e-6);
     }
 
     #[test]
     fn embed_matches_reference_one_shard() {
         let gpu = gpu();
-        for f in [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4] {
-            check(&gpu, f, 1);
+        // d = 96: three groups a row (Q4S's last scale word holds one scale).
+        for d in [64, 96] {
+            for f in WeightFormat::ALL {
+                check(&gpu, f, d, 1);
+            }
         }
     }
 
     #[test]
     fn embed_matches_reference_across_shards() {
-        // 4 KiB bindings: F32 rows are 256 B (16 rows a shard), Q8 64 B, Q4 32 B.
+        // 4 KiB bindings: F32 rows are 256 B (16 rows a shard), Q8 64 B, Q4 and Q4S 32 B.
         let gpu = gpu_with(&GpuOptions {
             max_binding_override: Some(4096),
             ..GpuOptions::from_env()
         });
-        check(&gpu, WeightFormat::F32, 10);
-        check(&gpu, WeightFormat::Q8, 4);
-        check(&gpu, WeightFormat::Q4, 2);
+        for (f, min_shards) in WeightFormat::ALL.into_iter().zip([10, 4, 2, 2]) {
+            check(&gpu, f, 64, min_shards);
+        }
     }
 }

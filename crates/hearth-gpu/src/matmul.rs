@@ -77,9 +77,10 @@ pub(crate) struct Tune {
 impl Tune {
     /// Defaults from the H200 sweep (`matvec_sweep`): Q4 does best with 8 rows and 2 steps per thread
     /// (its workgroups are otherwise short-lived); Q8 and F32 with 4 rows and 64 threads at K = 4096.
+    /// Q4S streams the same 16-byte units as Q4 (and fewer scale bytes) and takes Q4's shape.
     pub(crate) fn default_for(format: WeightFormat) -> Self {
         match format {
-            WeightFormat::Q4 => Tune {
+            WeightFormat::Q4 | WeightFormat::Q4S => Tune {
                 groups: 2,
                 iters: 2,
             },
@@ -340,7 +341,7 @@ pub(crate) async fn linear_tuned(
 /// Weights per 16-byte unit of a row (the mat-vec's load granularity).
 fn unit_weights(f: WeightFormat) -> usize {
     match f {
-        WeightFormat::Q4 => 32,
+        WeightFormat::Q4 | WeightFormat::Q4S => 32,
         WeightFormat::Q8 => 16,
         WeightFormat::F32 => 4,
     }

@@ -2,9 +2,13 @@
 //! transparent splitting across storage bindings.
 //!
 //! Layouts (row-major, `cols % 32 == 0` for quantised formats; one group = 32 consecutive weights of a row):
-//! - `Q4` (INT4 group 32, asymmetric): `qs[rows][cols/8]` u32, weight `8j+i` of a row in bits `4i..4i+4` of
-//!   word `j`; `sm[rows][cols/32]` u32 = f16 scale (low half) | f16 min (high half);
-//!   `w = scale * q + min`. GGUF Q4_0 (`d*(q-8)`) and Q4_1 (`d*q+m`) repack into it losslessly.
+//! - `Q4` (INT4 group 32, asymmetric, 5 bits/weight): `qs[rows][cols/8]` u32, weight `8j+i` of a row in
+//!   bits `4i..4i+4` of word `j`; `sm[rows][cols/32]` u32 = f16 scale (low half) | f16 min (high half);
+//!   `w = scale * q + min`. GGUF Q4_1 (`d*q+m`) repacks into it losslessly.
+//! - `Q4S` (INT4 group 32, symmetric, 4.5 bits/weight: GGUF Q4_0's information): `qs` exactly as Q4;
+//!   `d[rows][ceil(cols/64)]` u32, two f16 scales a word (group `2j` in the low half, `2j+1` in the
+//!   high half; the high half of a row's last word is 0 when the row has an odd number of groups);
+//!   `w = d * (q - 8)`. GGUF Q4_0 repacks into it losslessly (bit for bit, signed zeros included).
 //! - `Q8` (symmetric): `qs[rows][cols/4]` u32, weight `4j+i` in byte `i` (two's complement);
 //!   `d[rows][cols/32]` f32; `w = d * q`. GGUF Q8_0 repacks losslessly.
 //! - `F32`: `qs[rows][cols]` holds the f32 bits; no scales.
@@ -21,15 +25,25 @@ pub enum WeightFormat {
     F32,
     Q8,
     Q4,
+    Q4S,
 }
 
 impl WeightFormat {
+    /// Every format, for tests and for parsing [`WeightFormat::sym`] back.
+    pub const ALL: [WeightFormat; 4] = [
+        WeightFormat::F32,
+        WeightFormat::Q8,
+        WeightFormat::Q4,
+        WeightFormat::Q4S,
+    ];
+
     /// The symbol kernels see as the `WEIGHT` define.
     pub fn sym(self) -> &'static str {
         match self {
             WeightFormat::F32 => "f32",
             WeightFormat::Q8 => "q8",
             WeightFormat::Q4 => "q4",
+            WeightFormat::Q4S => "q4s",
         }
     }
     /// u32 words of `qs` per row.
@@ -37,7 +51,7 @@ impl WeightFormat {
         match self {
             WeightFormat::F32 => cols,
             WeightFormat::Q8 => cols / 4,
-            WeightFormat::Q4 => cols / 8,
+            WeightFormat::Q4 | WeightFormat::Q4S => cols / 8,
         }
     }
     /// u32 words of scales per row.
@@ -45,7 +59,12 @@ impl WeightFormat {
         match self {
             WeightFormat::F32 => 0,
             WeightFormat::Q8 | WeightFormat::Q4 => cols / GROUP,
+            WeightFormat::Q4S => cols.div_ceil(2 * GROUP),
         }
+    }
+    /// The format named by `sym` (see [`WeightFormat::sym`]).
+    pub fn from_sym(sym: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.sym() == sym)
     }
 }
 
@@ -134,6 +153,55 @@ impl HostMatrix {
         })
     }
 
+    /// Symmetric INT4, group 32, as llama.cpp's reference Q4_0 quantiser (`quantize_row_q4_0_ref`):
+    /// the value of largest magnitude `max` (the first, on ties) sets `d = max / -8`, so it is code 0
+    /// exactly and the other side reaches `+7d`; codes round half up. Unlike the reference, codes are
+    /// chosen against `d` rounded to f16, the value the kernels use.
+    pub fn quantize_q4s(rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
+        check_quant_shape(rows, cols, w.len())?;
+        let f = WeightFormat::Q4S;
+        let (groups, sw) = (cols / GROUP, f.scale_words(cols));
+        let mut qs = vec![0u32; rows * cols / 8];
+        let mut scales = vec![0u32; rows * sw];
+        for (g, chunk) in w.chunks_exact(GROUP).enumerate() {
+            let (mut amax, mut max) = (0f32, 0f32);
+            for &x in chunk {
+                if amax < x.abs() {
+                    (amax, max) = (x.abs(), x);
+                }
+            }
+            let d = f16::from_f32(max / -8.0);
+            let df = d.to_f32();
+            for (i, &x) in chunk.iter().enumerate() {
+                let q = if df != 0.0 {
+                    (x / df + 8.5).floor().clamp(0.0, 15.0) as u32
+                } else {
+                    8
+                };
+                qs[g * 4 + i / 8] |= q << (4 * (i % 8));
+            }
+            let (r, j) = (g / groups, g % groups);
+            scales[r * sw + j / 2] |= (d.to_bits() as u32) << (16 * (j % 2));
+        }
+        Ok(Self {
+            format: f,
+            rows,
+            cols,
+            qs,
+            scales,
+        })
+    }
+
+    /// `w` (`[rows, cols]` f32) in `format`: [`HostMatrix::from_f32`] or the quantiser of that format.
+    pub fn quantize(format: WeightFormat, rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
+        match format {
+            WeightFormat::F32 => Self::from_f32(rows, cols, w),
+            WeightFormat::Q8 => Self::quantize_q8(rows, cols, w),
+            WeightFormat::Q4 => Self::quantize_q4(rows, cols, w),
+            WeightFormat::Q4S => Self::quantize_q4s(rows, cols, w),
+        }
+    }
+
     /// Round-to-nearest symmetric INT8, group 32.
     pub fn quantize_q8(rows: usize, cols: usize, w: &[f32]) -> Result<Self> {
         check_quant_shape(rows, cols, w.len())?;
@@ -178,6 +246,13 @@ impl HostMatrix {
                     *o = scale * code as f32 + min;
                 }
             }
+            WeightFormat::Q4S => {
+                for (i, o) in out.iter_mut().enumerate().take(c) {
+                    let d = q4s_scale(s, i / GROUP);
+                    let code = (q[i / 8] >> (4 * (i % 8))) & 0xF;
+                    *o = d * (code as f32 - 8.0);
+                }
+            }
             WeightFormat::Q8 => {
                 for (i, o) in out.iter_mut().enumerate().take(c) {
                     let code = ((q[i / 4] >> (8 * (i % 4))) & 0xFF) as u8 as i8;
@@ -185,6 +260,34 @@ impl HostMatrix {
                 }
             }
         }
+    }
+
+    /// A Q4S matrix as Q4 (`min = -8d`), value for value; an error where `-8d` overflows f16 (no
+    /// real weight comes near). Other formats are returned unchanged.
+    pub fn q4s_as_q4(&self) -> Result<Self> {
+        if self.format != WeightFormat::Q4S {
+            return Ok(self.clone());
+        }
+        let (groups, sw) = (self.cols / GROUP, self.format.scale_words(self.cols));
+        let mut scales = Vec::with_capacity(self.rows * groups);
+        for r in 0..self.rows {
+            let row = &self.scales[r * sw..(r + 1) * sw];
+            for j in 0..groups {
+                let d = q4s_scale(row, j);
+                let min = f16::from_f32(-8.0 * d);
+                if min.to_f32() != -8.0 * d {
+                    return Err(GpuError::Shape(format!(
+                        "Q4S scale {d} has no exact Q4 min (-8·d overflows f16)"
+                    )));
+                }
+                scales.push(pack_f16x2(f16::from_f32(d), min));
+            }
+        }
+        Ok(Self {
+            format: WeightFormat::Q4,
+            scales,
+            ..self.clone()
+        })
     }
 
     pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
@@ -203,12 +306,22 @@ impl HostMatrix {
     }
 
     /// Stacks matrices with equal `cols` and format row-wise (Q/K/V as one projection, gate/up as one).
+    /// Q4S parts stacked with Q4 ones are turned into Q4 first (see [`HostMatrix::q4s_as_q4`]), so a
+    /// GGUF mixing Q4_0 and Q4_1 loads as it did before Q4S existed.
     pub fn concat_rows(parts: &[&HostMatrix]) -> Result<Self> {
         let first = parts
             .first()
             .ok_or_else(|| GpuError::Shape("concat of nothing".into()))?;
+        let has = |f| parts.iter().any(|p| p.format == f);
+        let promoted: Vec<HostMatrix>;
+        let parts: Vec<&HostMatrix> = if has(WeightFormat::Q4S) && has(WeightFormat::Q4) {
+            promoted = parts.iter().map(|p| p.q4s_as_q4()).collect::<Result<_>>()?;
+            promoted.iter().collect()
+        } else {
+            parts.to_vec()
+        };
         let mut out = HostMatrix {
-            format: first.format,
+            format: parts[0].format,
             rows: 0,
             cols: first.cols,
             qs: vec![],
@@ -245,6 +358,11 @@ fn check_quant_shape(rows: usize, cols: usize, n: usize) -> Result<()> {
 
 pub fn pack_f16x2(lo: f16, hi: f16) -> u32 {
     lo.to_bits() as u32 | ((hi.to_bits() as u32) << 16)
+}
+
+/// Scale of group `j` in a Q4S row's scale words (`j / 2`, low half for even `j`).
+pub fn q4s_scale(row_scales: &[u32], j: usize) -> f32 {
+    f16::from_bits((row_scales[j / 2] >> (16 * (j % 2))) as u16).to_f32()
 }
 
 pub fn unpack_f16x2(w: u32) -> (f32, f32) {
@@ -352,6 +470,70 @@ mod tests {
     }
 
     #[test]
+    fn q4s_follows_the_q4_0_reference_and_layout() {
+        // Group 0: the largest magnitude is negative (-1 → d = 0.125, code 0); group 1: positive
+        // (2 → d = -0.25, code 0), so the other side ends at 7·|d| and 0.9 clamps to code 15.
+        let mut w = vec![0.0f32; 96];
+        w[..4].copy_from_slice(&[-1.0, 0.5, 0.9, 0.0]);
+        w[32..36].copy_from_slice(&[2.0, -1.75, -1.9, 0.3]);
+        // Group 2 (the odd one out: 3 groups → 2 scale words) is all zeros: d = 0, code 8.
+        let m = HostMatrix::quantize_q4s(1, 96, &w).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.scales.len(), 2);
+        assert_eq!(q4s_scale(&m.scales, 0), 0.125);
+        assert_eq!(q4s_scale(&m.scales, 1), -0.25);
+        // Group 2's scale is 0/-8 = -0 (as the reference's); the spare high half stays 0.
+        assert_eq!(m.scales[1], 0x8000);
+        let code = |i: usize| (m.qs[i / 8] >> (4 * (i % 8))) & 0xF;
+        assert_eq!([code(0), code(1), code(2), code(3)], [0, 12, 15, 8]);
+        assert_eq!([code(32), code(33), code(34), code(35)], [0, 15, 15, 7]);
+        assert!((64..96).all(|i| code(i) == 8));
+        let d = m.dequantize();
+        assert_eq!(&d[..4], &[-1.0, 0.5, 0.875, 0.0]);
+        assert_eq!(&d[32..36], &[2.0, -1.75, -1.75, 0.25]);
+        assert!(d[64..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn q4s_roundtrip_error_is_within_half_a_step_and_converts_to_q4() {
+        let w: Vec<f32> = (0..96 * 3)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let m = HostMatrix::quantize_q4s(3, 96, &w).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.bytes(), 3 * 4 * (12 + 2));
+        let d = m.dequantize();
+        for (g, (a, b)) in w.chunks(32).zip(d.chunks(32)).enumerate() {
+            let s = q4s_scale(&m.scales[(g / 3) * 2..], g % 3).abs();
+            for (x, y) in a.iter().zip(b) {
+                // Codes reach -8|d| on the side of the largest magnitude but only 7|d| on the other,
+                // where values beyond it clamp.
+                let bound = (0.5 * s).max(x.abs() - 7.0 * s);
+                assert!(
+                    (x - y).abs() <= bound + 1e-3,
+                    "group {g}: {x} vs {y} (step {s})"
+                );
+            }
+        }
+        let q4 = m.q4s_as_q4().unwrap();
+        assert_eq!(q4.format, WeightFormat::Q4);
+        assert_eq!(q4.dequantize(), d);
+        // Stacked with a Q4 matrix, Q4S becomes Q4 value for value.
+        let other = HostMatrix::quantize_q4(1, 96, &w[..96]).unwrap();
+        let c = HostMatrix::concat_rows(&[&m, &other]).unwrap();
+        assert_eq!(c.format, WeightFormat::Q4);
+        assert_eq!(c.dequantize_row(1), m.dequantize_row(1));
+        assert_eq!(c.dequantize_row(3), other.dequantize_row(0));
+        let same = HostMatrix::concat_rows(&[&m, &m]).unwrap();
+        assert_eq!(same.format, WeightFormat::Q4S);
+        assert_eq!(same.dequantize_row(4), m.dequantize_row(1));
+        // Wrong buffer sizes are caught.
+        let mut bad = m.clone();
+        bad.scales.pop();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn q8_roundtrip_and_concat() {
         let w: Vec<f32> = (0..32 * 4).map(|i| (i as f32 - 60.0) / 9.0).collect();
         let m = HostMatrix::quantize_q8(4, 32, &w).unwrap();
@@ -362,6 +544,11 @@ mod tests {
         let c = HostMatrix::concat_rows(&[&m, &m]).unwrap();
         assert_eq!(c.rows, 8);
         assert_eq!(c.dequantize_row(5), m.dequantize_row(1));
-        assert!(HostMatrix::quantize_q4(1, 33, &[0.0; 33]).is_err());
+        for f in WeightFormat::ALL {
+            assert_eq!(WeightFormat::from_sym(f.sym()), Some(f));
+            if f != WeightFormat::F32 {
+                assert!(HostMatrix::quantize(f, 1, 33, &[0.0; 33]).is_err());
+            }
+        }
     }
 }

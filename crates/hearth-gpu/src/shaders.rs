@@ -3,7 +3,7 @@
 //! Every kernel family is one file in `shaders/`. Variants are made by [`Defines`]: each define becomes a
 //! `const` at the top of the module (so `@workgroup_size(WG)` and loop bounds are compile-time), and
 //! lines between `#if EXPR` / `#elif EXPR` / `#else` / `#endif` are kept or dropped. `EXPR` is `NAME`,
-//! `!NAME`, `NAME == value` or `NAME != value`. `enable`/`requires` directives are hoisted above the
+//! `!NAME`, `NAME == value` or `NAME != value`, or several of those joined by `||`. `enable`/`requires` directives are hoisted above the
 //! constants. Defines are part of the pipeline-cache key, so a variant is compiled once.
 
 use std::fmt::Write;
@@ -91,6 +91,14 @@ impl Defines {
 }
 
 fn eval(defs: &Defines, expr: &str, family: &str) -> Result<bool> {
+    if expr.contains("||") {
+        // Every alternative is evaluated, so a malformed one is an error whatever the others say.
+        let mut any = false;
+        for part in expr.split("||") {
+            any |= eval(defs, part, family)?;
+        }
+        return Ok(any);
+    }
     let expr = expr.trim();
     let err = || GpuError::Preprocess {
         family: family.into(),
@@ -188,6 +196,12 @@ mod tests {
         );
         let d = Defines::new().sym("A", "q4");
         assert!(preprocess("t", src, &d).unwrap().contains("\nx\n"));
+        let either = "#if A == q4 || A == q4s\nx\n#endif\n";
+        for (a, kept) in [("q4", true), ("q4s", true), ("q8", false)] {
+            let out = preprocess("t", either, &Defines::new().sym("A", a)).unwrap();
+            assert_eq!(out.contains('x'), kept, "{a}");
+        }
+        assert!(preprocess("t", "#if A == q4 ||\nx\n#endif\n", &d).is_err());
         assert!(preprocess("t", "#if A\n", &d).is_err());
         assert!(preprocess("t", "#endif\n", &d).is_err());
     }

@@ -10,6 +10,8 @@ use crate::error::ModelError;
 use crate::error::Result;
 use crate::gguf::{Gguf, MetaValue};
 use crate::weights::LlamaWeights;
+#[cfg(not(target_arch = "wasm32"))]
+use hearth_gpu::WeightFormat;
 
 /// What the tokenizer is built from.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,17 +67,39 @@ pub fn load_path(path: &Path) -> Result<ModelFiles> {
 /// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
+    load_path_as(path, None, progress)
+}
+
+/// [`load_path_with`], with a Hugging Face checkpoint quantised to `hf_format` (default:
+/// [`crate::safetensors::DEFAULT_FORMAT`]). GGUF files and packs load as stored, so asking them for
+/// a format is an error rather than silently ignored.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_path_as(
+    path: &Path,
+    hf_format: Option<WeightFormat>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ModelFiles> {
     let io = |e| ModelError::Io {
         path: path.display().to_string(),
         source: e,
     };
+    let as_stored = |what: &str| match hf_format {
+        Some(f) => Err(ModelError::Unsupported(format!(
+            "{}: a {what} loads as stored; only Hugging Face checkpoints can be quantised to {}",
+            path.display(),
+            f.sym()
+        ))),
+        None => Ok(()),
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         if path.join(crate::pack::MANIFEST).is_file() {
+            as_stored("Hearth pack")?;
             return load_pack_files(&|name| read_file(&path.join(name)));
         }
         if path.join("config.json").is_file() {
-            return crate::safetensors::load_hf_dir_with(path, progress);
+            let format = hf_format.unwrap_or(crate::safetensors::DEFAULT_FORMAT);
+            return crate::safetensors::load_hf_dir_with(path, format, progress);
         }
         return Err(ModelError::Unsupported(format!(
             "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
@@ -90,6 +114,7 @@ pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result
             path.display()
         )));
     }
+    as_stored("GGUF file")?;
     load_gguf_bytes(&bytes)
 }
 

@@ -1,12 +1,15 @@
 //! Hugging Face Llama checkpoints: `config.json` + `model.safetensors` (or shards listed in
 //! `model.safetensors.index.json`), bf16/f16/f32 → `LlamaWeights` with every matrix (embedding and
-//! lm_head included) quantised to Q4 (RTN, group 32) at load.
+//! lm_head included) quantised at load, by default to Q4S ([`DEFAULT_FORMAT`]: symmetric INT4, group
+//! 32, round-to-nearest as llama.cpp's reference Q4_0 quantiser), or to any other [`WeightFormat`]
+//! (e.g. the asymmetric Q4) through [`load_hf_as`].
 //!
 //! Memory: only shard headers are kept; each tensor is read from its file in chunks of rows that
 //! are converted and quantised straight away, so a 2.5 GB checkpoint never sits in memory.
 
 use std::collections::BTreeMap;
 
+use hearth_gpu::WeightFormat;
 use serde::Deserialize;
 
 use crate::config::{Llama3RopeScaling, LlamaConfig, RopeStyle};
@@ -15,6 +18,9 @@ use crate::error::{ModelError, Result};
 pub const CONFIG: &str = "config.json";
 pub const SINGLE: &str = "model.safetensors";
 pub const INDEX: &str = "model.safetensors.index.json";
+/// What Hugging Face matrices are quantised to unless asked otherwise: 4.5 bits a weight (Q4, with a
+/// min per group, takes 5).
+pub const DEFAULT_FORMAT: WeightFormat = WeightFormat::Q4S;
 
 /// The `config.json` fields Hearth reads (absent optional fields take `transformers`' defaults).
 #[derive(Deserialize)]
@@ -173,7 +179,7 @@ pub(crate) fn is_plain_file_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-pub use checkpoint::load_hf_with;
+pub use checkpoint::{load_hf_as, load_hf_with};
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::{load_hf_dir, load_hf_dir_with};
 
@@ -185,7 +191,9 @@ mod checkpoint {
     use half::{bf16, f16};
     use hearth_gpu::{HostMatrix, WeightFormat};
 
-    use super::{hf_layer_names, parse_hf_config, parse_index, CONFIG, INDEX, SINGLE};
+    use super::{
+        hf_layer_names, parse_hf_config, parse_index, CONFIG, DEFAULT_FORMAT, INDEX, SINGLE,
+    };
     use crate::error::{ModelError, Result};
     use crate::loader::{ModelFiles, ModelKind, TokenizerFiles};
     use crate::source::{ModelSource, ReadAt};
@@ -247,13 +255,15 @@ mod checkpoint {
     /// A checkpoint of one or several shards, opened lazily.
     struct Checkpoint<'s> {
         src: &'s dyn ModelSource,
+        /// What matrices are quantised to.
+        format: WeightFormat,
         /// tensor → shard file; `None` for a single `model.safetensors`.
         map: Option<BTreeMap<String, String>>,
         shards: BTreeMap<String, Shard<'s>>,
     }
 
     impl<'s> Checkpoint<'s> {
-        fn open(src: &'s dyn ModelSource) -> Result<Self> {
+        fn open(src: &'s dyn ModelSource, format: WeightFormat) -> Result<Self> {
             let map = if src.exists(INDEX) {
                 Some(parse_index(&src.read_all(INDEX)?)?)
             } else if src.exists(SINGLE) {
@@ -266,6 +276,7 @@ mod checkpoint {
             };
             Ok(Self {
                 src,
+                format,
                 map,
                 shards: BTreeMap::new(),
             })
@@ -358,17 +369,18 @@ mod checkpoint {
             Ok(())
         }
 
-        /// A `[rows, cols]` matrix quantised to Q4 chunk by chunk.
+        /// A `[rows, cols]` matrix quantised to the checkpoint's format chunk by chunk (of whole rows).
         fn matrix(&mut self, name: &str, [rows, cols]: [usize; 2]) -> Result<HostMatrix> {
+            let format = self.format;
             let mut m = HostMatrix {
-                format: WeightFormat::Q4,
+                format,
                 rows,
                 cols,
-                qs: Vec::with_capacity(rows * WeightFormat::Q4.qs_words(cols)),
-                scales: Vec::with_capacity(rows * WeightFormat::Q4.scale_words(cols)),
+                qs: Vec::with_capacity(rows * format.qs_words(cols)),
+                scales: Vec::with_capacity(rows * format.scale_words(cols)),
             };
             self.read(name, &[rows, cols], cols, |chunk| {
-                let part = HostMatrix::quantize_q4(chunk.len() / cols, cols, chunk)?;
+                let part = HostMatrix::quantize(format, chunk.len() / cols, cols, chunk)?;
                 m.qs.extend_from_slice(&part.qs);
                 m.scales.extend_from_slice(&part.scales);
                 Ok(())
@@ -387,25 +399,37 @@ mod checkpoint {
         }
     }
 
-    /// Loads a Hugging Face Llama directory (weights quantised to Q4; tokenizer files as bytes).
+    /// Loads a Hugging Face Llama directory (weights quantised to [`DEFAULT_FORMAT`]; tokenizer
+    /// files as bytes).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_hf_dir(dir: &std::path::Path) -> Result<ModelFiles> {
-        load_hf_dir_with(dir, &mut |_, _| {})
+        load_hf_dir_with(dir, DEFAULT_FORMAT, &mut |_, _| {})
     }
 
-    /// [`load_hf_dir`], reporting `(tensors done, total)` as each is read and quantised.
+    /// [`load_hf_dir`] quantising to `format`, reporting `(tensors done, total)` as each is read
+    /// and quantised.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_hf_dir_with(
         dir: &std::path::Path,
+        format: WeightFormat,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ModelFiles> {
-        load_hf_with(&crate::source::DirSource::new(dir), progress)
+        load_hf_as(&crate::source::DirSource::new(dir), format, progress)
     }
 
-    /// Loads a Hugging Face Llama folder from any source (weights quantised to Q4), reporting
-    /// `(tensors done, total)` as each is read and quantised.
+    /// Loads a Hugging Face Llama folder from any source (weights quantised to
+    /// [`DEFAULT_FORMAT`]), reporting `(tensors done, total)` as each is read and quantised.
     pub fn load_hf_with(
         src: &dyn ModelSource,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ModelFiles> {
+        load_hf_as(src, DEFAULT_FORMAT, progress)
+    }
+
+    /// [`load_hf_with`], every matrix quantised to `format`.
+    pub fn load_hf_as(
+        src: &dyn ModelSource,
+        format: WeightFormat,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ModelFiles> {
         let config = parse_hf_config(&src.read_all(CONFIG)?)?;
@@ -417,7 +441,7 @@ mod checkpoint {
             true => Some(src.read_all("tokenizer_config.json")?),
             false => None,
         };
-        let mut ck = Checkpoint::open(src)?;
+        let mut ck = Checkpoint::open(src, format)?;
         let (v, d) = (config.vocab_size, config.hidden_size);
         // Embedding, 9 tensors per layer, final norm (and an untied head).
         let total =

@@ -224,6 +224,20 @@ fn random_matrix(
                 .collect();
             (qs, scales)
         }
+        WeightFormat::Q4S => {
+            // Codes uniform in 0..16, w = d·(q − 8): std ≈ 4.61·|d|, mean −0.5·d, which a random sign
+            // of d per group (as Q4_0's d carries) centres.
+            let qs = fill_u32(rng, rows * cols / 8);
+            let sw = format.scale_words(cols);
+            let mut scales = vec![0u32; rows * sw];
+            for g in 0..groups {
+                let d = std / 4.61 * (0.75 + 0.5 * rng.unit());
+                let d = f16::from_f32(if rng.next() & 1 == 0 { d } else { -d });
+                let (r, j) = (g / (cols / GROUP), g % (cols / GROUP));
+                scales[r * sw + j / 2] |= (d.to_bits() as u32) << (16 * (j % 2));
+            }
+            (qs, scales)
+        }
         WeightFormat::Q8 => {
             // Codes uniform over all bytes (std ≈ 73.9).
             let qs = fill_u32(rng, rows * cols / 4);
@@ -274,7 +288,7 @@ mod tests {
 
     #[test]
     fn random_weights_validate_and_have_the_intended_spread() {
-        for format in [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4] {
+        for format in WeightFormat::ALL {
             let w = LlamaWeights::random(&tiny_config(), format, 7).unwrap();
             w.validate().unwrap();
             assert_eq!(w, LlamaWeights::random(&tiny_config(), format, 7).unwrap());
@@ -320,11 +334,11 @@ mod tests {
     /// Llama-3.2-1B shapes (1.24 B weights). Run with
     /// `cargo test --release -p hearth-models random_1b -- --ignored --nocapture`.
     #[test]
-    #[ignore = "allocates ~0.8 GB; a timing check"]
-    fn random_1b_q4_takes_seconds() {
+    #[ignore = "allocates ~0.7 GB; a timing check"]
+    fn random_1b_q4s_takes_seconds() {
         let c = LlamaConfig::llama_3_2_1b();
         let t = std::time::Instant::now();
-        let w = LlamaWeights::random(&c, WeightFormat::Q4, 1).unwrap();
+        let w = LlamaWeights::random(&c, WeightFormat::Q4S, 1).unwrap();
         let n: usize = w.embed.rows * w.embed.cols
             + w.layers
                 .iter()
@@ -332,7 +346,7 @@ mod tests {
                 .map(|m| m.rows * m.cols)
                 .sum::<usize>();
         let dt = t.elapsed();
-        eprintln!("{n} random Q4 weights in {dt:?}");
+        eprintln!("{n} random Q4S weights in {dt:?}");
         assert!(n > 1_200_000_000);
         assert!(dt.as_secs() < 30, "{dt:?}");
     }

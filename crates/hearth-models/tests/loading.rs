@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use common::*;
 use half::bf16;
-use hearth_gpu::quant::unpack_f16x2;
+use hearth_gpu::quant::{q4s_scale, unpack_f16x2};
 use hearth_gpu::{HostMatrix, WeightFormat};
 use hearth_models::gguf::{Gguf, MetaValue, Metadata};
 use hearth_models::pack::{write_pack, Manifest, MANIFEST};
 use hearth_models::{
-    default_model_path, load_gguf_bytes, load_pack_files, load_path, LlamaWeights, ModelKind,
-    RopeStyle, TokenizerFiles,
+    default_model_path, load_gguf_bytes, load_pack_files, load_path, load_path_as, LlamaWeights,
+    ModelError, ModelKind, RopeStyle, TokenizerFiles,
 };
 
 fn gguf_meta(t: &TokenizerFiles) -> &BTreeMap<String, MetaValue> {
@@ -126,10 +126,42 @@ fn tiny_gguf_has_smollm2_tokenizer_metadata() {
     assert!(tok(&real).len() >= 10);
 }
 
+/// The largest error round-to-nearest may make on `a` in group `g` of `m` (Q4 or Q4S), before f16
+/// rounding of the scales: half a step, except that Q4S's codes reach only 7 steps on the side
+/// opposite the group's largest magnitude, where values beyond clamp.
+fn int4_bound(m: &HostMatrix, g: usize, a: f32) -> (f32, f32) {
+    let groups = m.cols / 32;
+    match m.format {
+        WeightFormat::Q4 => {
+            let (step, _) = unpack_f16x2(m.scales[g]);
+            (0.5 * step, step)
+        }
+        WeightFormat::Q4S => {
+            let sw = m.format.scale_words(m.cols);
+            let step = q4s_scale(&m.scales[(g / groups) * sw..], g % groups).abs();
+            ((0.5 * step).max(a.abs() - 7.0 * step), step)
+        }
+        f => panic!("not an INT4 format: {f:?}"),
+    }
+}
+
 #[test]
 fn tiny_hf_loads_and_quantises_every_matrix() {
+    // The default (Q4S), and Q4 when asked for.
     let dir = tiny_hf();
-    let files = load_path(&dir).unwrap();
+    for format in [None, Some(WeightFormat::Q4)] {
+        let files = load_path_as(&dir, format, &mut |_, _| {}).unwrap();
+        check_tiny_hf(&files, format.unwrap_or(WeightFormat::Q4S));
+    }
+    // GGUF files and packs load as stored: asking them for a format is an error.
+    assert!(matches!(
+        load_path_as(&tiny_gguf(), Some(WeightFormat::Q4), &mut |_, _| {}),
+        Err(ModelError::Unsupported(_))
+    ));
+}
+
+fn check_tiny_hf(files: &hearth_models::ModelFiles, format: WeightFormat) {
+    let dir = tiny_hf();
     assert_eq!(files.kind, ModelKind::HuggingFace);
     let w = &files.weights;
     let c = &w.config;
@@ -191,16 +223,16 @@ fn tiny_hf_loads_and_quantises_every_matrix() {
     }
     assert_eq!(w.norm, src["model.norm.weight"]);
     for (name, m) in matrices {
-        assert_eq!(m.format, WeightFormat::Q4, "{name}");
+        assert_eq!(m.format, format, "{name}");
         let (x, q) = (&src[&name], m.dequantize());
         assert_eq!(x.len(), q.len(), "{name}");
         for (g, (xs, qs)) in x.chunks(32).zip(q.chunks(32)).enumerate() {
-            let (step, _) = unpack_f16x2(m.scales[g]);
             for (a, b) in xs.iter().zip(qs) {
-                // RTN: within half a step, plus f16 rounding of scale and min.
+                // RTN: within the bound, plus f16 rounding of scale and min.
+                let (bound, step) = int4_bound(m, g, *a);
                 assert!(
-                    (a - b).abs() <= 0.5 * step + 2e-3 * a.abs().max(step),
-                    "{name}: {a} vs {b}"
+                    (a - b).abs() <= bound + 2e-3 * a.abs().max(step),
+                    "{format:?} {name}: {a} vs {b}"
                 );
             }
         }
@@ -241,7 +273,7 @@ fn packs_round_trip_without_changes() {
             serde_json::from_slice(&std::fs::read(out.join(MANIFEST)).unwrap()).unwrap();
         assert_eq!(m.architecture, "llama");
         assert_eq!(m.source, files.kind);
-        assert_eq!(m.quantization, if name == "hf" { "q4" } else { "q4+q8" });
+        assert_eq!(m.quantization, if name == "hf" { "q4s" } else { "q4+q8" });
         let listed: Vec<_> = m.files.iter().map(|f| f.name.as_str()).collect();
         let mut on_disk: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
@@ -283,7 +315,7 @@ fn write_pack_refuses_to_replace_a_foreign_directory() {
 fn random_weights_round_trip_through_a_pack() {
     let mut config = load_path(&tiny_hf()).unwrap().weights.config;
     config.tie_word_embeddings = false;
-    for format in [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4] {
+    for format in WeightFormat::ALL {
         let weights = LlamaWeights::random(&config, format, 3).unwrap();
         let files = hearth_models::ModelFiles {
             weights,

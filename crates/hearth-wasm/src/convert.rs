@@ -2,8 +2,8 @@
 //! `Worker` of the side panel: `FileReaderSync` exists there and nowhere else, and a panic or an
 //! out-of-memory there costs that worker only).
 //!
-//! The folder's `File`s are read in slices through `FileReaderSync`, the weights quantised to Q4
-//! by the same loader `hearth convert` uses, and the pack written by the same writer, piece by piece,
+//! The folder's `File`s are read in slices through `FileReaderSync`, the weights quantised (to Q4S,
+//! the default) by the same loader `hearth convert` uses, and the pack written by the same writer, piece by piece,
 //! into a JavaScript `sink` (the worker writes the pieces to OPFS).
 
 use hearth_models::known::check_hf_config;

@@ -15,7 +15,7 @@ use crate::{GpuOptions, Program};
 
 const ATOL: f32 = 1e-3;
 const RTOL: f32 = 1e-4;
-const FORMATS: [WeightFormat; 3] = [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4];
+const FORMATS: [WeightFormat; 4] = WeightFormat::ALL;
 const EPILOGUES: [Epilogue; 4] = [
     Epilogue::Store,
     Epilogue::Accumulate,
@@ -38,12 +38,7 @@ struct Case {
 
 fn host(format: WeightFormat, rows: usize, cols: usize, seed: u64) -> HostMatrix {
     let w = random(seed, rows * cols, 1.0);
-    match format {
-        WeightFormat::F32 => HostMatrix::from_f32(rows, cols, &w),
-        WeightFormat::Q8 => HostMatrix::quantize_q8(rows, cols, &w),
-        WeightFormat::Q4 => HostMatrix::quantize_q4(rows, cols, &w),
-    }
-    .unwrap()
+    HostMatrix::quantize(format, rows, cols, &w).unwrap()
 }
 
 /// Runs `c` on `gpu` and compares with the reference; returns the number of dispatches.
@@ -201,9 +196,12 @@ fn all_formats_fusions_and_paths_k576() {
 }
 
 #[test]
-fn all_formats_fusions_and_paths_k64() {
-    // m = 5: mat-vec over several tokens.
-    sweep(&gpu(), 64, &[1, 5, 37], &[true]);
+fn all_formats_fusions_and_paths_small_k() {
+    // m = 5: mat-vec over several tokens. K = 96: an odd number of groups (Q4S's last scale word
+    // holds one scale).
+    let gpu = gpu();
+    sweep(&gpu, 64, &[1, 5, 37], &[true]);
+    sweep(&gpu, 96, &[1, 37], &[true]);
 }
 
 #[test]
@@ -252,7 +250,7 @@ fn path_selection_follows_batch_size_and_features() {
 
 #[test]
 fn several_shards_with_gate_and_up_in_different_shards() {
-    // 32 KiB bindings: Q4 [300, 576] → shards of 64 rows, Q8 → 56, F32 → 14 (unaligned boundaries);
+    // 32 KiB bindings: Q4 and Q4S [300, 576] → shards of 64 rows, Q8 → 56, F32 → 14 (unaligned boundaries);
     // gate rows 0..150 and up rows 150..300 are cut at different places.
     let gpu = gpu_with(&GpuOptions {
         max_binding_override: Some(32 * 1024),
@@ -458,8 +456,10 @@ fn matvec_sweep() {
                 (WeightFormat::Q4, 16384, 2048),
                 (WeightFormat::Q4, 2048, 8192),
                 (WeightFormat::Q4, 4096, 4096),
+                (WeightFormat::Q4S, 4096, 4096),
                 (WeightFormat::Q4, 28672, 4096),
                 (WeightFormat::Q4, 128256, 2048),
+                (WeightFormat::Q4S, 128256, 2048),
                 (WeightFormat::Q8, 4096, 4096),
                 (WeightFormat::F32, 4096, 4096),
             ]
@@ -508,6 +508,7 @@ fn matmul_sweep() {
         (WeightFormat::Q4, 512, 2048, 2048),
         (WeightFormat::Q4, 512, 16384, 2048),
         (WeightFormat::Q4, 2048, 4096, 4096),
+        (WeightFormat::Q4S, 2048, 4096, 4096),
         (WeightFormat::Q8, 512, 4096, 4096),
         (WeightFormat::F32, 512, 4096, 4096),
     ] {

@@ -1,8 +1,7 @@
 //! llama.cpp metadata → `LlamaConfig`, GGUF tensors → `LlamaWeights`, losslessly:
-//! Q4_1 (`d·q + m`) → Q4 with scale `d`, min `m`; Q4_0 (`d·(q − 8)`) → Q4 with scale `d`, min `−8d`
-//! (exact in f16: a power-of-two multiple); Q8_0 → Q8; F16/F32 matrices → F32; norms → `Vec<f32>`.
-//! Every dequantised value equals ggml's bit for bit, except that Q4_0's code 8 under a negative
-//! scale gives +0 where ggml gives −0.
+//! Q4_1 (`d·q + m`) → Q4 with scale `d`, min `m`; Q4_0 (`d·(q − 8)`) → Q4S with the same `d` and codes;
+//! Q8_0 → Q8; F16/F32 matrices → F32; norms → `Vec<f32>`. Every dequantised value equals ggml's bit
+//! for bit (signed zeros included).
 
 use half::f16;
 use hearth_gpu::quant::pack_f16x2;
@@ -181,8 +180,8 @@ impl Gguf {
                 HostMatrix::from_f32(rows, cols, &floats(t.dtype, data))?
             }
             GgmlType::Q8_0 => repack_q8_0(rows, cols, data),
-            GgmlType::Q4_0 => repack_q4(rows, cols, data, false)?,
-            GgmlType::Q4_1 => repack_q4(rows, cols, data, true)?,
+            GgmlType::Q4_0 => repack_q4(rows, cols, data, false),
+            GgmlType::Q4_1 => repack_q4(rows, cols, data, true),
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "tensor `{name}` has ggml type {} ({SUPPORTED})",
@@ -242,29 +241,30 @@ fn repack_q8_0(rows: usize, cols: usize, data: &[u8]) -> HostMatrix {
     }
 }
 
-/// Q4_1 blocks `{ d, m: f16, qs: [u8; 16] }` or Q4_0 blocks `{ d: f16, qs: [u8; 16] }` → Q4.
+/// Q4_1 blocks `{ d, m: f16, qs: [u8; 16] }` → Q4, or Q4_0 blocks `{ d: f16, qs: [u8; 16] }` → Q4S.
 /// ggml puts element `j` in the low nibble of `qs[j]` and element `j + 16` in its high nibble;
-/// Q4 wants element `8w + i` in bits `4i..4i+4` of word `w`.
-fn repack_q4(rows: usize, cols: usize, data: &[u8], has_min: bool) -> Result<HostMatrix> {
+/// Q4 and Q4S want element `8w + i` in bits `4i..4i+4` of word `w`.
+fn repack_q4(rows: usize, cols: usize, data: &[u8], has_min: bool) -> HostMatrix {
     let block = if has_min { 20 } else { 18 };
-    let groups = rows * cols / 32;
-    let mut qs = Vec::with_capacity(groups * 4);
-    let mut scales = Vec::with_capacity(groups);
-    for b in data.chunks_exact(block) {
+    let format = if has_min {
+        WeightFormat::Q4
+    } else {
+        WeightFormat::Q4S
+    };
+    let (groups, sw) = (cols / 32, format.scale_words(cols));
+    let mut qs = Vec::with_capacity(rows * groups * 4);
+    let mut scales = vec![0u32; if has_min { rows * groups } else { rows * sw }];
+    for (g, b) in data.chunks_exact(block).enumerate() {
         let d = f16::from_le_bytes([b[0], b[1]]);
-        let (min, q) = if has_min {
-            (f16::from_le_bytes([b[2], b[3]]), &b[4..20])
+        let q = if has_min {
+            scales[g] = pack_f16x2(d, f16::from_le_bytes([b[2], b[3]]));
+            &b[4..20]
         } else {
-            // d·(q − 8) = d·q + (−8d); −8d is exact unless it overflows f16.
-            let m = f16::from_f32(-8.0 * d.to_f32());
-            if m.to_f32() != -8.0 * d.to_f32() {
-                return Err(ModelError::Unsupported(format!(
-                    "Q4_0 scale {d} cannot be repacked losslessly (−8·d overflows f16)"
-                )));
-            }
-            (m, &b[2..18])
+            // Two scales a word: group j of row r in half j % 2 of word r·sw + j / 2.
+            let (r, j) = (g / groups, g % groups);
+            scales[r * sw + j / 2] |= (d.to_bits() as u32) << (16 * (j % 2));
+            &b[2..18]
         };
-        scales.push(pack_f16x2(d, min));
         for w in 0..4 {
             let mut word = 0u32;
             for i in 0..8 {
@@ -275,13 +275,13 @@ fn repack_q4(rows: usize, cols: usize, data: &[u8], has_min: bool) -> Result<Hos
             qs.push(word);
         }
     }
-    Ok(HostMatrix {
-        format: WeightFormat::Q4,
+    HostMatrix {
+        format,
         rows,
         cols,
         qs,
         scales,
-    })
+    }
 }
 
 /// llama.cpp stores Llama-3 RoPE scaling as `rope_freqs.weight` (divisors of each inverse

@@ -156,13 +156,12 @@ fn ggml_dequantize(ty: GgmlType, data: &[u8]) -> Vec<f32> {
     y
 }
 
-/// Bitwise equality, except that +0 and −0 count as equal: Q4_0 computes `d·q + (−8d)` where ggml
-/// computes `(q − 8)·d`, and for `q = 8` with a negative `d` those are +0 and −0.
+/// Bitwise equality, signed zeros included (Q4S computes ggml's `d·(q − 8)`, so Q4_0's code 8
+/// under a negative `d` is −0 on both sides).
 fn assert_bitwise(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let same = g.to_bits() == w.to_bits() || (*g == 0.0 && *w == 0.0);
-        assert!(same, "{what}[{i}]: {g} vs {w}");
+        assert_eq!(g.to_bits(), w.to_bits(), "{what}[{i}]: {g} vs {w}");
     }
 }
 
@@ -171,7 +170,7 @@ fn every_supported_type_converts_losslessly() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let (rows, cols) = (5, 96);
     for (ty, want_format) in [
-        (GgmlType::Q4_0, WeightFormat::Q4),
+        (GgmlType::Q4_0, WeightFormat::Q4S),
         (GgmlType::Q4_1, WeightFormat::Q4),
         (GgmlType::Q8_0, WeightFormat::Q8),
         (GgmlType::F16, WeightFormat::F32),
@@ -190,28 +189,31 @@ fn every_supported_type_converts_losslessly() {
 }
 
 #[test]
-fn q4_0_extreme_scales_are_exact_or_rejected() {
-    // Subnormal, negative and large-but-representable scales repack exactly; 8·d > f16::MAX cannot.
-    for (d, ok) in [
+fn q4_0_extreme_scales_are_exact() {
+    // Subnormal, negative and huge scales all repack exactly into Q4S. Only stacking one with a Q4
+    // matrix (which turns it into Q4, min = −8d) needs −8d to fit in f16.
+    for (d, fits_q4) in [
         (6e-8f32, true),
         (-0.75, true),
         (8000.0, true),
         (9000.0, false),
+        (-65504.0, false),
     ] {
         let mut block = f16::from_f32(d).to_le_bytes().to_vec();
         block.extend((0..16u8).map(|i| i * 17));
         let bytes = Builder::new().tensor("w", &[32, 1], 2, &block).build();
         let g = Gguf::parse(&bytes).unwrap();
-        match g.matrix(&bytes, "w", [1, 32]) {
-            Ok(m) => {
-                assert!(ok, "d = {d} should be rejected");
-                let want = ggml_dequantize(GgmlType::Q4_0, &block);
-                assert_bitwise("q4_0", &m.dequantize(), &want);
+        let m = g.matrix(&bytes, "w", [1, 32]).unwrap();
+        assert_eq!(m.format, WeightFormat::Q4S);
+        let want = ggml_dequantize(GgmlType::Q4_0, &block);
+        assert_bitwise("q4_0", &m.dequantize(), &want);
+        match m.q4s_as_q4() {
+            Ok(q4) => {
+                assert!(fits_q4, "d = {d}: −8d should overflow f16");
+                // Equal values; `d·q + (−8d)` gives +0 where ggml gives −0 (q = 8, d < 0).
+                assert_eq!(q4.dequantize(), want, "d = {d}");
             }
-            Err(e) => assert!(
-                !ok && matches!(e, ModelError::Unsupported(_)),
-                "d = {d}: {e}"
-            ),
+            Err(e) => assert!(!fits_q4, "d = {d}: {e}"),
         }
     }
 }
@@ -522,7 +524,7 @@ fn llama_metadata_maps_to_config_and_weights() {
     assert_eq!(
         [l.wq.format, l.wk.format, l.wv.format, l.wo.format],
         [
-            WeightFormat::Q4,
+            WeightFormat::Q4S,
             WeightFormat::Q4,
             WeightFormat::Q8,
             WeightFormat::F32

@@ -73,10 +73,18 @@ pub fn bench_config(shape: &str) -> Result<LlamaConfig> {
     }
 }
 
-/// Random INT4 (group 32) weights of `shape` on the GPU, sized for `plan`.
+/// The format of the random weights: symmetric INT4 (group 32), what `hearth convert` makes of a
+/// Hugging Face checkpoint by default and GGUF Q4_0 loads as.
+pub const RANDOM_FORMAT: WeightFormat = WeightFormat::Q4S;
+
+/// Random [`RANDOM_FORMAT`] weights of `shape` in host memory.
+pub fn random_weights(shape: &str) -> Result<LlamaWeights> {
+    LlamaWeights::random(&bench_config(shape)?, RANDOM_FORMAT, 1)
+}
+
+/// [`random_weights`] of `shape` on the GPU, sized for `plan`.
 pub async fn random_model(gpu: &hearth_gpu::Gpu, shape: &str, plan: &BenchPlan) -> Result<Llama> {
-    let weights = LlamaWeights::random(&bench_config(shape)?, WeightFormat::Q4, 1)?;
-    Llama::new(gpu, &weights, plan.options()).await
+    Llama::new(gpu, &random_weights(shape)?, plan.options()).await
 }
 
 /// What to time.

@@ -98,14 +98,22 @@ fn check_logits(config: LlamaConfig, format: WeightFormat, n: usize, chunk: usiz
     }
 }
 
+/// The INT4 formats: asymmetric (GGUF Q4_1) and symmetric (GGUF Q4_0, the converter's default).
+const INT4: [WeightFormat; 2] = [WeightFormat::Q4, WeightFormat::Q4S];
+
 #[test]
-fn smollm_like_q4_logits_match_cpu() {
-    check_logits(smollm_like(), WeightFormat::Q4, 40, 16);
+fn smollm_like_int4_logits_match_cpu() {
+    // hidden 96: three groups a row, so Q4S rows end on a half-used scale word.
+    for format in INT4 {
+        check_logits(smollm_like(), format, 40, 16);
+    }
 }
 
 #[test]
-fn llama3_like_q4_logits_match_cpu() {
-    check_logits(llama3_like(), WeightFormat::Q4, 37, 37);
+fn llama3_like_int4_logits_match_cpu() {
+    for format in INT4 {
+        check_logits(llama3_like(), format, 37, 37);
+    }
 }
 
 #[test]
@@ -117,8 +125,14 @@ fn f32_and_q8_logits_match_cpu() {
 /// Prefill + decode steps (the generation path) follow the CPU reference token by token.
 #[test]
 fn greedy_generation_matches_cpu() {
+    for format in INT4 {
+        greedy_generation_matches_cpu_in(format);
+    }
+}
+
+fn greedy_generation_matches_cpu_in(format: WeightFormat) {
     let config = llama3_like();
-    let w = LlamaWeights::random(&config, WeightFormat::Q4, 11).unwrap();
+    let w = LlamaWeights::random(&config, format, 11).unwrap();
     let prompt = tokens(11, config.vocab_size);
     for (gpu, tol) in devices() {
         let mut model = block(Llama::new(
@@ -138,7 +152,7 @@ fn greedy_generation_matches_cpu() {
             let gpu_logits = block(model.last_logits()).unwrap();
             let scale = logits.iter().fold(0f32, |a, v| a.max(v.abs()));
             assert_close(
-                &format!("decode step {step}"),
+                &format!("{format:?} decode step {step}"),
                 &gpu_logits,
                 &logits,
                 tol * scale,

@@ -2,8 +2,9 @@
 //! a copy, with no conversion.
 //!
 //! - `model.safetensors`: per matrix `<hf name>.qs` `[rows, qs_words]` U32 and (quantised formats)
-//!   `<hf name>.scales` `[rows, scale_words]` U32, its format (`f32`/`q8`/`q4`) under `<hf name>` in
-//!   the safetensors `__metadata__`; norms as F32 under their Hugging Face names.
+//!   `<hf name>.scales` `[rows, scale_words]` U32, its format (`f32`/`q8`/`q4`/`q4s`, layouts in
+//!   `hearth_gpu::quant`) under `<hf name>` in the safetensors `__metadata__`; norms as F32 under
+//!   their Hugging Face names. Loading checks every tensor's dtype and shape against its format.
 //! - `config.json`: our `LlamaConfig`.
 //! - tokenizer: `tokenizer.json` (+ `tokenizer_config.json`) for Hugging Face sources, or
 //!   `tokenizer.gguf-meta.json` (the GGUF metadata map, serde-tagged `MetaValue`s) for GGUF sources.
@@ -38,7 +39,7 @@ pub struct Manifest {
     pub format: String,
     pub version: u32,
     pub architecture: String,
-    /// Distinct matrix formats, e.g. `"q4"` or `"q4+q8"`.
+    /// Distinct matrix formats, e.g. `"q4s"` or `"q4+q8"`.
     pub quantization: String,
     /// What the pack was made from.
     pub source: ModelKind,
@@ -55,12 +56,6 @@ pub struct ManifestFile {
 
 fn bad(m: impl Into<String>) -> ModelError {
     ModelError::Pack(m.into())
-}
-
-fn parse_format(s: &str) -> Option<WeightFormat> {
-    [WeightFormat::F32, WeightFormat::Q8, WeightFormat::Q4]
-        .into_iter()
-        .find(|f| f.sym() == s)
 }
 
 /// Loads a pack through `files` (see [`crate::loader::load_pack_files`]).
@@ -157,7 +152,8 @@ fn read_weights(config: LlamaConfig, bytes: &[u8]) -> Result<LlamaWeights> {
         let sym = formats
             .get(name)
             .ok_or_else(|| ModelError::MissingTensor(name.into()))?;
-        let format = parse_format(sym).ok_or_else(|| bad(format!("`{name}` format `{sym}`")))?;
+        let format =
+            WeightFormat::from_sym(sym).ok_or_else(|| bad(format!("`{name}` format `{sym}`")))?;
         let qs = words(
             &format!("{name}.qs"),
             Dtype::U32,

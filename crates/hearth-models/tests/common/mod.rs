@@ -79,8 +79,7 @@ pub fn assert_lossless(g: &Gguf, bytes: &[u8], name: &str, got: &[f32]) {
     let want = ggml_dequantize(t.dtype, g.tensor_data(bytes, name).unwrap());
     assert_eq!(got.len(), want.len(), "{name}");
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        // +0 and −0 count as equal (Q4_0's `d·q − 8d` vs ggml's `(q − 8)·d`).
-        let same = a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0);
-        assert!(same, "{name}[{i}]: {a} vs {b}");
+        // Bit for bit, signed zeros included (Q4_0 → Q4S computes ggml's `d·(q − 8)`).
+        assert_eq!(a.to_bits(), b.to_bits(), "{name}[{i}]: {a} vs {b}");
     }
 }
