@@ -117,6 +117,9 @@ enum Command {
         /// The device's memory bandwidth in GB/s, to show each mat-vec's fraction of it.
         #[arg(long)]
         peak_gb_s: Option<f64>,
+        /// Tokens per prefill pass (default: the longest --prefill, at most 2048).
+        #[arg(long)]
+        prefill_chunk: Option<usize>,
     },
     /// Add files and folders (.html .htm .md .markdown .txt .pdf .docx) to a knowledge index.
     Ingest(knowledge::IngestArgs),
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
             model,
             profile,
             peak_gb_s,
+            prefill_chunk,
         } => match embed_texts {
             Some(texts) => bench_embed::run(json, &texts, encoder.as_deref(), runs),
             None => bench::run(
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
                     decode_tokens,
                     profile,
                     peak_gb_s,
+                    prefill_chunk,
                 },
             ),
         },

@@ -56,6 +56,7 @@ pub async fn bench_report(
         decode_tokens: req.decode_tokens,
         profile: false,
         peak_gb_s: None,
+        prefill_chunk: None,
     };
     let t = now();
     let mut m = bench::random_model(gpu, &req.shape, &plan).await?;

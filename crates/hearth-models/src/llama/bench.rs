@@ -97,6 +97,9 @@ pub struct BenchPlan {
     pub profile: bool,
     /// The device's memory bandwidth, GB/s, to state each mat-vec's fraction of it.
     pub peak_gb_s: Option<f64>,
+    /// Tokens per prefill pass (longer prompts go in several); default: the longest prompt, ≤ 2,048.
+    /// The scratch activations, and so the GPU memory, scale with it.
+    pub prefill_chunk: Option<usize>,
 }
 
 impl BenchPlan {
@@ -113,11 +116,8 @@ impl BenchPlan {
         LlamaOptions {
             max_context: (longest + self.decode_tokens + 1).max(4096),
             prefill_chunk: self
-                .prefills
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(1)
+                .prefill_chunk
+                .unwrap_or_else(|| self.prefills.iter().copied().max().unwrap_or(1))
                 .clamp(1, 2048),
             logits_rows: 1,
         }
