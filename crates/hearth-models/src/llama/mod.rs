@@ -16,7 +16,7 @@ use hearth_gpu::kv_cache::KvCache;
 use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
 use hearth_gpu::rope::{rope_and_store, RopeStyle as GpuRope};
 use hearth_gpu::sample::{Sampler, SamplingParams};
-use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
+use hearth_gpu::{wgpu, Gpu, GpuMatrix, Program, Step, Tensor};
 
 pub use generate::{GenerateOptions, Generation, StopReason};
 
@@ -125,17 +125,13 @@ impl Llama {
         for (i, l) in w.layers.iter().enumerate() {
             layers.push(Layer {
                 attn_norm: Tensor::from_slice(gpu, "attn_norm", &[d], &l.attn_norm)?,
-                wqkv: GpuMatrix::upload(
-                    gpu,
-                    &format!("blk{i}.qkv"),
-                    &HostMatrix::concat_rows(&[&l.wq, &l.wk, &l.wv])?,
-                )?,
+                wqkv: GpuMatrix::upload_rows(gpu, &format!("blk{i}.qkv"), &[&l.wq, &l.wk, &l.wv])?,
                 wo: GpuMatrix::upload(gpu, &format!("blk{i}.o"), &l.wo)?,
                 ffn_norm: Tensor::from_slice(gpu, "ffn_norm", &[d], &l.ffn_norm)?,
-                w_gate_up: GpuMatrix::upload(
+                w_gate_up: GpuMatrix::upload_rows(
                     gpu,
                     &format!("blk{i}.gate_up"),
-                    &HostMatrix::concat_rows(&[&l.w_gate, &l.w_up])?,
+                    &[&l.w_gate, &l.w_up],
                 )?,
                 w_down: GpuMatrix::upload(gpu, &format!("blk{i}.down"), &l.w_down)?,
             });
