@@ -30,6 +30,51 @@ pub enum ModelKind {
     Pack,
 }
 
+/// What loading a model cost, for `hearth generate --json`'s timings and for tests (the byte
+/// counts are the timing-free observables).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LoadReport {
+    /// Bytes read from the model's files.
+    pub bytes_read: u64,
+    /// Bytes whose sha256 was computed.
+    pub bytes_hashed: u64,
+    /// Seconds reading and parsing files (natively; 0 on wasm32, which has no clock here).
+    pub read_s: f64,
+    /// Seconds of checksumming that did not overlap reading.
+    pub verify_s: f64,
+}
+
+impl LoadReport {
+    /// Only the time: a load that read and parsed without checksums.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_in(clock: Stopwatch) -> Self {
+        Self {
+            read_s: clock.secs(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Seconds since it was started, natively; always 0 on wasm32 (`std::time::Instant` panics there).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stopwatch(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self(
+            #[cfg(not(target_arch = "wasm32"))]
+            std::time::Instant::now(),
+        )
+    }
+
+    pub(crate) fn secs(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.0.elapsed().as_secs_f64();
+        #[cfg(target_arch = "wasm32")]
+        0.0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelFiles {
     pub weights: LlamaWeights,
@@ -58,13 +103,18 @@ pub fn load_pack_files(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<ModelF
 /// directory (detected by `manifest.json`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path(path: &Path) -> Result<ModelFiles> {
-    load_path_with(path, &mut |_, _| {})
+    Ok(load_path_with(path, &mut |_, _| {})?.0)
 }
 
 /// [`load_path`], reporting progress as `(done, total)` in bytes read (GGUF files) or tensors
-/// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16).
+/// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16), with what the
+/// load cost.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
+pub fn load_path_with(
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(ModelFiles, LoadReport)> {
+    let clock = Stopwatch::start();
     let io = |e| ModelError::Io {
         path: path.display().to_string(),
         source: e,
@@ -72,10 +122,11 @@ pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         if path.join(crate::pack::MANIFEST).is_file() {
-            return load_pack_files(&|name| read_file(&path.join(name)));
+            return crate::pack::load_pack_dir(path);
         }
         if path.join("config.json").is_file() {
-            return crate::safetensors::load_hf_dir_with(path, progress);
+            let files = crate::safetensors::load_hf_dir_with(path, progress)?;
+            return Ok((files, LoadReport::read_in(clock)));
         }
         return Err(ModelError::Unsupported(format!(
             "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
@@ -90,7 +141,12 @@ pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result
             path.display()
         )));
     }
-    load_gguf_bytes(&bytes)
+    let files = load_gguf_bytes(&bytes)?;
+    let report = LoadReport {
+        bytes_read: bytes.len() as u64,
+        ..LoadReport::read_in(clock)
+    };
+    Ok((files, report))
 }
 
 /// A whole file, read in 8 MiB pieces with progress in bytes.

@@ -32,6 +32,8 @@ pub trait ModelSource {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+pub(crate) use native::disk_file;
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::DirSource;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -67,6 +69,12 @@ mod native {
             path: path.display().to_string(),
             source: e,
         }
+    }
+
+    /// `file`, opened from `path`, as a [`ReadAt`].
+    pub(crate) fn disk_file(path: PathBuf, file: File) -> Result<Box<dyn ReadAt>> {
+        let len = file.metadata().map_err(|e| io(&path, e))?.len();
+        Ok(Box::new(DiskFile { path, file, len }))
     }
 
     impl ReadAt for DiskFile {
