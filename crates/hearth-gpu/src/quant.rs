@@ -16,6 +16,10 @@ use crate::error::{GpuError, Result};
 
 pub const GROUP: usize = 32;
 
+/// Most threads [`GpuMatrix::upload_many`] uses: past a few, memory bandwidth is the limit.
+#[cfg(not(target_arch = "wasm32"))]
+const UPLOAD_THREADS: usize = 8;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     F32,
@@ -342,6 +346,54 @@ impl GpuMatrix {
             cols,
             shards,
         })
+    }
+
+    /// [`GpuMatrix::upload_rows`] for each `(label, parts)` of `jobs`, in order. Natively the jobs
+    /// are spread over a few threads: an upload is mostly a copy into mapped memory, and a model's
+    /// gigabyte goes faster through several cores than through one. On wasm32 one after another.
+    pub fn upload_many(gpu: &Gpu, jobs: &[(String, Vec<&HostMatrix>)]) -> Result<Vec<Self>> {
+        let one =
+            |(label, parts): &(String, Vec<&HostMatrix>)| Self::upload_rows(gpu, label, parts);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, UPLOAD_THREADS)
+                .min(jobs.len());
+            if threads > 1 {
+                // Each takes the next job: sizes vary (the embedding is several layers' worth).
+                let next = AtomicUsize::new(0);
+                let done: Vec<Vec<(usize, Result<Self>)>> = std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..threads)
+                        .map(|_| {
+                            s.spawn(|| {
+                                let mut out = Vec::new();
+                                loop {
+                                    let i = next.fetch_add(1, Ordering::Relaxed);
+                                    let Some(job) = jobs.get(i) else { break out };
+                                    out.push((i, one(job)));
+                                }
+                            })
+                        })
+                        .collect();
+                    workers.into_iter().filter_map(|w| w.join().ok()).collect()
+                });
+                let mut slots: Vec<Option<Result<Self>>> = jobs.iter().map(|_| None).collect();
+                for (i, r) in done.into_iter().flatten() {
+                    slots[i] = Some(r);
+                }
+                return slots
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|| {
+                            Err(GpuError::Validation("an upload thread panicked".into()))
+                        })
+                    })
+                    .collect();
+            }
+        }
+        jobs.iter().map(one).collect()
     }
 
     pub fn bytes(&self) -> u64 {
