@@ -23,7 +23,7 @@ pub struct Loaded {
 /// Where a model load's time went (`hearth generate --json` reports it as `timings`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct LoadTimings {
-    /// wgpu instance, adapter and device.
+    /// wgpu instance, adapter and device (created while the files are read, by `load`).
     pub device_s: f64,
     /// Reading and parsing the model's files.
     pub read_s: f64,
@@ -31,7 +31,8 @@ pub struct LoadTimings {
     pub verify_s: f64,
     pub bytes_read: u64,
     pub bytes_hashed: u64,
-    /// Tokenizer and chat template.
+    /// Tokenizer and chat template (for a pack built while the weights are read, on another
+    /// thread).
     pub tokenizer_s: f64,
     /// Weights to the GPU, KV cache and buffers.
     pub upload_s: f64,
@@ -53,11 +54,20 @@ pub fn gpu() -> Result<Gpu, CliError> {
     Ok(gpu)
 }
 
+/// Loads the model at `path` (or the default) on a new GPU. The device is created on a second
+/// thread while the files are read: neither waits for the other.
 pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
-    let t = Instant::now();
-    let gpu = gpu()?;
-    let device_s = t.elapsed().as_secs_f64();
-    let mut loaded = load_on(&gpu, path, options)?;
+    let path = resolve(path)?;
+    let (device, files) = std::thread::scope(|s| {
+        let device = s.spawn(|| {
+            let t = Instant::now();
+            gpu().map(|gpu| (gpu, t.elapsed().as_secs_f64()))
+        });
+        let files = read(&path);
+        (device.join(), files)
+    });
+    let (gpu, device_s) = device.map_err(|_| panicked("creating the GPU device"))??;
+    let mut loaded = finish(&gpu, &path, files?, options)?;
     loaded.timings.device_s = device_s;
     Ok(loaded)
 }
@@ -65,29 +75,71 @@ pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliErr
 /// [`load`] on a given GPU (the assistant shares one between the encoder and the generator).
 pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
     let path = resolve(path)?;
-    let t0 = Instant::now();
+    let files = read(&path)?;
+    finish(gpu, &path, files, options)
+}
+
+fn panicked(what: &str) -> CliError {
+    CliError::Msg(format!("a thread panicked while {what}"))
+}
+
+/// The model's files, read and checked, with a progress bar on stderr; and its tokenizer and chat
+/// template, built as soon as their files are checked (for a pack, while its weights are read).
+struct Read {
+    files: ModelFiles,
+    report: LoadReport,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    tokenizer_s: f64,
+}
+
+fn read(path: &Path) -> Result<Read, CliError> {
     let bar = indicatif::ProgressBar::new(1).with_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(format!("loading {}", path.display()));
-    let files = loader::load_path_with(&path, &mut |done, total| {
-        bar.set_length(total.max(1));
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    let (
-        ModelFiles {
-            weights, tokenizer, ..
+    let mut built = None;
+    let files = loader::load_path_with(
+        path,
+        &mut |done, total| {
+            bar.set_length(total.max(1));
+            bar.set_position(done);
         },
-        report,
-    ) = files?;
+        &mut |t| {
+            let start = Instant::now();
+            let tt = hearth_models::adapters::tokenizer_and_template(t);
+            built = Some(tt.map(|tt| (tt, start.elapsed().as_secs_f64())));
+        },
+    );
+    bar.finish_and_clear();
+    let (files, report) = files?;
     eprintln!("read {}", path.display());
-    let t_tok = Instant::now();
-    let (tok, template) = hearth_models::adapters::tokenizer_and_template(&tokenizer)?;
-    let t1 = Instant::now();
+    let ((tokenizer, template), tokenizer_s) = built
+        .ok_or_else(|| CliError::Msg("the loader did not hand over the tokenizer".into()))??;
+    Ok(Read {
+        files,
+        report,
+        tokenizer,
+        template,
+        tokenizer_s,
+    })
+}
+
+/// Uploads the weights.
+fn finish(gpu: &Gpu, path: &Path, read: Read, options: LlamaOptions) -> Result<Loaded, CliError> {
+    let Read {
+        files,
+        report,
+        tokenizer,
+        template,
+        tokenizer_s,
+    } = read;
+    let weights = files.weights;
+    let t0 = Instant::now();
     let model = pollster::block_on(Llama::new(gpu, &weights, options))?;
+    let upload_s = t0.elapsed().as_secs_f64();
     let LoadReport {
         bytes_read,
         bytes_hashed,
@@ -100,15 +152,18 @@ pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<
         verify_s,
         bytes_read,
         bytes_hashed,
-        tokenizer_s: (t1 - t_tok).as_secs_f64(),
-        upload_s: t1.elapsed().as_secs_f64(),
+        tokenizer_s,
+        upload_s,
     };
     eprintln!(
-        "loaded in {:.2}s (read {:.2}s, of which checksums {:.2}s; GPU {:.2}s): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
-        t0.elapsed().as_secs_f64(),
-        (t_tok - t0).as_secs_f64(),
+        "loaded {} in {:.2}s (read {:.2}s, checksums {:.2}s for {} MB, tokenizer {:.2}s beside them, GPU upload {:.2}s): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
+        path.display(),
+        read_s + verify_s + upload_s,
+        read_s,
         verify_s,
-        timings.upload_s,
+        bytes_hashed / 1_000_000,
+        tokenizer_s,
+        upload_s,
         weights.config.num_hidden_layers,
         weights.config.hidden_size,
         weights.config.vocab_size,
@@ -116,7 +171,7 @@ pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<
     );
     Ok(Loaded {
         model,
-        tokenizer: tok,
+        tokenizer,
         template,
         timings,
     })

@@ -103,16 +103,19 @@ pub fn load_pack_files(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<ModelF
 /// directory (detected by `manifest.json`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path(path: &Path) -> Result<ModelFiles> {
-    Ok(load_path_with(path, &mut |_, _| {})?.0)
+    Ok(load_path_with(path, &mut |_, _| {}, &mut |_| {})?.0)
 }
 
 /// [`load_path`], reporting progress as `(done, total)` in bytes read (GGUF files) or tensors
 /// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16), with what the
-/// load cost.
+/// load cost. `tokenizer` is called once with the tokenizer files as soon as they are read and
+/// checked: for a pack on a second thread while its weights are read, so the caller can build
+/// the tokenizer meanwhile; for the other sources when everything is read.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path_with(
     path: &Path,
     progress: &mut dyn FnMut(u64, u64),
+    tokenizer: &mut (dyn FnMut(&TokenizerFiles) + Send),
 ) -> Result<(ModelFiles, LoadReport)> {
     let clock = Stopwatch::start();
     let io = |e| ModelError::Io {
@@ -120,32 +123,35 @@ pub fn load_path_with(
         source: e,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.is_dir() {
+    let (files, report) = if meta.is_dir() {
         if path.join(crate::pack::MANIFEST).is_file() {
-            return crate::pack::load_pack_dir(path);
+            return crate::pack::load_pack_dir(path, tokenizer);
         }
-        if path.join("config.json").is_file() {
-            let files = crate::safetensors::load_hf_dir_with(path, progress)?;
-            return Ok((files, LoadReport::read_in(clock)));
+        if !path.join("config.json").is_file() {
+            return Err(ModelError::Unsupported(format!(
+                "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
+                path.display(),
+                crate::pack::MANIFEST
+            )));
         }
-        return Err(ModelError::Unsupported(format!(
-            "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
-            path.display(),
-            crate::pack::MANIFEST
-        )));
-    }
-    let bytes = read_file_with(path, progress)?;
-    if !Gguf::sniff(&bytes) {
-        return Err(ModelError::Unsupported(format!(
-            "{}: not a GGUF file, Hugging Face directory or Hearth pack",
-            path.display()
-        )));
-    }
-    let files = load_gguf_bytes(&bytes)?;
-    let report = LoadReport {
-        bytes_read: bytes.len() as u64,
-        ..LoadReport::read_in(clock)
+        let files = crate::safetensors::load_hf_dir_with(path, progress)?;
+        (files, LoadReport::read_in(clock))
+    } else {
+        let bytes = read_file_with(path, progress)?;
+        if !Gguf::sniff(&bytes) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: not a GGUF file, Hugging Face directory or Hearth pack",
+                path.display()
+            )));
+        }
+        let files = load_gguf_bytes(&bytes)?;
+        let report = LoadReport {
+            bytes_read: bytes.len() as u64,
+            ..LoadReport::read_in(clock)
+        };
+        (files, report)
     };
+    tokenizer(&files.tokenizer);
     Ok((files, report))
 }
 

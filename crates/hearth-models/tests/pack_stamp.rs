@@ -14,8 +14,12 @@ use common::*;
 use hearth_models::pack::{write_pack, Manifest, MANIFEST, STAMP, WEIGHTS};
 use hearth_models::{load_path, load_path_with, LoadReport, ModelError};
 
+/// Loads `dir`, checking that the tokenizer files were handed out once, as loaded.
 fn load(dir: &Path) -> Result<LoadReport, ModelError> {
-    load_path_with(dir, &mut |_, _| {}).map(|(_, report)| report)
+    let mut early = Vec::new();
+    let (files, report) = load_path_with(dir, &mut |_, _| {}, &mut |t| early.push(t.clone()))?;
+    assert_eq!(early, [files.tokenizer]);
+    Ok(report)
 }
 
 fn pack_bytes(dir: &Path) -> u64 {

@@ -71,8 +71,7 @@ pub(crate) fn load_pack(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Model
         |name: &str| -> Result<Box<dyn ReadAt + '_>> { Ok(Box::new(InMemory(files(name)?))) };
     let manifest = files(MANIFEST)?;
     let mut report = LoadReport::default();
-    let files = read::read_pack(&open, &manifest, &|_| false, &mut report)?;
-    build(files)
+    load_checked(&open, &manifest, &|_| false, &mut report, &mut |_| {})
 }
 
 /// A file already in memory.
@@ -98,37 +97,51 @@ impl ReadAt for InMemory {
     }
 }
 
-/// Weights and tokenizer from a pack's checked files.
-fn build(files: read::PackFiles) -> Result<ModelFiles> {
-    let read::PackFiles {
-        tensors, mut small, ..
-    } = files;
-    let mut need = |name: &str| {
-        small
-            .remove(name)
-            .ok_or_else(|| bad(format!("{MANIFEST} does not list {name}")))
-    };
-    let config: LlamaConfig = serde_json::from_slice(&need(CONFIG)?)
-        .map_err(|e| ModelError::Config(format!("pack {CONFIG}: {e}")))?;
-    config.validate()?;
-    let weights = read_weights(config, tensors)?;
-    let tokenizer = if let Some(meta) = small.remove(GGUF_META) {
-        TokenizerFiles::Gguf(
-            serde_json::from_slice::<BTreeMap<String, MetaValue>>(&meta)
-                .map_err(|e| bad(format!("{GGUF_META}: {e}")))?,
-        )
-    } else {
-        TokenizerFiles::Hf {
-            tokenizer_json: small
-                .remove(TOKENIZER_JSON)
-                .ok_or_else(|| bad(format!("{MANIFEST} does not list {TOKENIZER_JSON}")))?,
-            tokenizer_config_json: small.remove(TOKENIZER_CONFIG_JSON),
-        }
-    };
+/// The pack read through `open` (see [`read::read_pack`]), its tokenizer files handed to
+/// `tokenizer` as soon as they are checked: natively on a second thread while the weights are
+/// read.
+fn load_checked(
+    open: read::Open<'_>,
+    manifest: &[u8],
+    vouched: &dyn Fn(&str) -> bool,
+    report: &mut LoadReport,
+    tokenizer: &mut (dyn FnMut(&TokenizerFiles) + Send),
+) -> Result<ModelFiles> {
+    let mut early = None;
+    let tensors = read::read_pack(open, manifest, vouched, report, &mut |mut small| {
+        let config: LlamaConfig = serde_json::from_slice(&need(&mut small, CONFIG)?)
+            .map_err(|e| ModelError::Config(format!("pack {CONFIG}: {e}")))?;
+        config.validate()?;
+        let files = tokenizer_files(small)?;
+        tokenizer(&files);
+        early = Some((config, files));
+        Ok(())
+    })?;
+    let (config, tokenizer) = early.ok_or_else(|| bad("the pack's small files were not read"))?;
     Ok(ModelFiles {
-        weights,
+        weights: read_weights(config, tensors)?,
         tokenizer,
         kind: ModelKind::Pack,
+    })
+}
+
+fn need(small: &mut BTreeMap<String, Vec<u8>>, name: &str) -> Result<Vec<u8>> {
+    small
+        .remove(name)
+        .ok_or_else(|| bad(format!("{MANIFEST} does not list {name}")))
+}
+
+/// The GGUF metadata map, or else `tokenizer.json` (+ `tokenizer_config.json`).
+fn tokenizer_files(mut small: BTreeMap<String, Vec<u8>>) -> Result<TokenizerFiles> {
+    if let Some(meta) = small.remove(GGUF_META) {
+        return Ok(TokenizerFiles::Gguf(
+            serde_json::from_slice::<BTreeMap<String, MetaValue>>(&meta)
+                .map_err(|e| bad(format!("{GGUF_META}: {e}")))?,
+        ));
+    }
+    Ok(TokenizerFiles::Hf {
+        tokenizer_json: need(&mut small, TOKENIZER_JSON)?,
+        tokenizer_config_json: small.remove(TOKENIZER_CONFIG_JSON),
     })
 }
 

@@ -44,63 +44,84 @@ pub(crate) struct Tensors {
     pub words: BTreeMap<String, Vec<u32>>,
 }
 
-/// Every file of a pack, checked.
-pub(crate) struct PackFiles {
-    pub tensors: Tensors,
-    /// The other files, whole.
-    pub small: BTreeMap<String, Vec<u8>>,
-}
-
-/// Reads the pack whose `manifest.json` holds `manifest_bytes`. Every file's size is checked;
-/// its sha256 too unless `vouched(name)` (a verification stamp says this very file was checked
-/// before). Fails on the first mismatch, before anything read is used.
+/// Reads the pack whose `manifest.json` holds `manifest_bytes`: first every file but the weights,
+/// handed whole to `small` (so a caller can start on the tokenizer; natively on a second thread
+/// while the weights are read), then the weights. Every file's size is checked; its sha256 too
+/// unless `vouched(name)` (a verification stamp says this very file was checked before). Fails on
+/// the first mismatch; nothing reaches `small` or the caller before it is checked.
 pub(crate) fn read_pack(
     open: Open<'_>,
     manifest_bytes: &[u8],
     vouched: &dyn Fn(&str) -> bool,
     report: &mut LoadReport,
-) -> Result<PackFiles> {
+    small: &mut (dyn FnMut(BTreeMap<String, Vec<u8>>) -> Result<()> + Send),
+) -> Result<Tensors> {
     let clock = Stopwatch::start();
     let manifest = parse_manifest(manifest_bytes)?;
-    let mut small = BTreeMap::new();
-    let mut tensors = None;
-    for f in &manifest.files {
-        let mut file = open(&f.name)?;
-        if file.size() != f.size {
-            return Err(mismatch(f, file.size(), "not computed"));
-        }
-        let hash = !vouched(&f.name);
-        let (header, pieces, digest) = read_hashed(hash, report, |emit| {
-            if f.name == WEIGHTS {
-                read_tensors(&mut *file, emit).map(Some)
-            } else {
-                let mut bytes = vec![0u8; to_usize(f.size)?];
-                file.read_at(0, &mut bytes)?;
-                emit(Piece::Bytes(bytes));
-                Ok(None)
-            }
+    let weights = manifest
+        .files
+        .iter()
+        .find(|f| f.name == WEIGHTS)
+        .ok_or_else(|| bad(format!("{MANIFEST} does not list {WEIGHTS}")))?;
+    let mut files = BTreeMap::new();
+    for f in manifest.files.iter().filter(|f| f.name != WEIGHTS) {
+        let (_, pieces) = read_file(open, f, vouched, report, |file, emit, _| {
+            let mut bytes = vec![0u8; to_usize(f.size)?];
+            file.read_at(0, &mut bytes)?;
+            emit(Piece::Bytes(bytes));
+            Ok(())
         })?;
-        report.bytes_read += f.size;
-        if let Some(digest) = digest {
-            report.bytes_hashed += f.size;
-            let found = hex::encode(digest);
-            if !found.eq_ignore_ascii_case(&f.sha256) {
-                return Err(mismatch(f, f.size, &found));
-            }
-        }
-        if let Some(header) = header {
-            tensors = Some(assemble(header, pieces)?);
-        } else {
-            let bytes = pieces.into_iter().next().map(|p| match p {
-                Piece::Bytes(b) => b,
-                Piece::Words(w) => bytemuck::cast_slice(&w).to_vec(),
-            });
-            small.insert(f.name.clone(), bytes.unwrap_or_default());
+        let bytes = pieces.into_iter().next().map(|p| match p {
+            Piece::Bytes(b) => b,
+            Piece::Words(w) => bytemuck::cast_slice(&w).to_vec(),
+        });
+        files.insert(f.name.clone(), bytes.unwrap_or_default());
+    }
+    let mut read_weights = || {
+        let (header, pieces) = read_file(open, weights, vouched, report, |file, emit, hash| {
+            read_tensors(file, emit, reader_threads(hash))
+        })?;
+        assemble(header, pieces)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    let tensors = std::thread::scope(|s| {
+        let early = s.spawn(move || small(files));
+        let tensors = read_weights();
+        let early = early
+            .join()
+            .unwrap_or_else(|_| Err(bad("a thread panicked on the pack's small files")));
+        early.and(tensors)
+    })?;
+    #[cfg(target_arch = "wasm32")]
+    let tensors = small(files).and_then(|_| read_weights())?;
+    report.read_s += clock.secs() - report.verify_s;
+    Ok(tensors)
+}
+
+/// Opens `f`, checks its size, reads it through `read` (told whether the file is being hashed)
+/// and checks its sha256 unless vouched.
+fn read_file<R>(
+    open: Open<'_>,
+    f: &super::ManifestFile,
+    vouched: &dyn Fn(&str) -> bool,
+    report: &mut LoadReport,
+    read: impl FnOnce(&mut dyn ReadAt, &mut dyn FnMut(Piece), bool) -> Result<R>,
+) -> Result<(R, Vec<Piece>)> {
+    let mut file = open(&f.name)?;
+    if file.size() != f.size {
+        return Err(mismatch(f, file.size(), "not computed"));
+    }
+    let hash = !vouched(&f.name);
+    let (r, pieces, digest) = read_hashed(hash, report, |emit| read(&mut *file, emit, hash))?;
+    report.bytes_read += f.size;
+    if let Some(digest) = digest {
+        report.bytes_hashed += f.size;
+        let found = hex::encode(digest);
+        if !found.eq_ignore_ascii_case(&f.sha256) {
+            return Err(mismatch(f, f.size, &found));
         }
     }
-    let tensors = tensors.ok_or_else(|| bad(format!("{MANIFEST} does not list {WEIGHTS}")))?;
-    report.read_s += clock.secs() - report.verify_s;
-    Ok(PackFiles { tensors, small })
+    Ok((r, pieces))
 }
 
 fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
@@ -150,11 +171,17 @@ fn to_usize(n: u64) -> Result<usize> {
 
 /// Emits the safetensors header, then every tensor in file order as words; returns the parsed
 /// header. It is parsed before its checksum is known: the parser is the `safetensors` crate's,
-/// made for untrusted input, and every length it yields is bounded by the file's size.
-fn read_tensors(file: &mut dyn ReadAt, emit: &mut dyn FnMut(Piece)) -> Result<Metadata> {
+/// made for untrusted input, and every length it yields is bounded by the file's size. With
+/// `threads > 1` (natively, when nothing is hashed) tensors are read by that many threads at once.
+fn read_tensors(
+    file: &mut dyn ReadAt,
+    emit: &mut dyn FnMut(Piece),
+    threads: usize,
+) -> Result<Metadata> {
     let (header, meta) = read_header(file)?;
-    let mut at = header.len() as u64;
+    let data0 = header.len() as u64;
     emit(Piece::Bytes(header));
+    let mut spans: Vec<(u64, usize)> = Vec::new();
     let mut infos: Vec<_> = meta.tensors().into_values().collect();
     infos.sort_by_key(|t| t.data_offsets);
     for t in infos {
@@ -164,12 +191,88 @@ fn read_tensors(file: &mut dyn ReadAt, emit: &mut dyn FnMut(Piece)) -> Result<Me
                 "pack {WEIGHTS}: a tensor of {n} bytes (pack tensors are 32-bit words)"
             )));
         }
-        let mut words = vec![0u32; n / 4];
-        file.read_at(at, bytemuck::cast_slice_mut(&mut words))?;
-        at += n as u64;
-        emit(Piece::Words(words));
+        spans.push((data0 + t.data_offsets.0 as u64, n / 4));
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    if threads > 1 {
+        if let Some(all) = read_parallel(&*file, &spans, threads) {
+            all?.into_iter().for_each(|w| emit(Piece::Words(w)));
+            return Ok(meta);
+        }
+    }
+    let _ = threads; // unused on wasm32
+    for &(at, n) in &spans {
+        emit(Piece::Words(read_words(file, at, n)?));
     }
     Ok(meta)
+}
+
+/// `n` words at byte `at` of `file`, in file byte order.
+fn read_words(file: &mut dyn ReadAt, at: u64, n: usize) -> Result<Vec<u32>> {
+    let mut words = vec![0u32; n];
+    file.read_at(at, bytemuck::cast_slice_mut(&mut words))?;
+    Ok(words)
+}
+
+/// Threads that read a pack's tensors: natively, when the file is not hashed, a few (reading a
+/// page-cached file is copying memory, which a few cores do faster than one); when it is, one
+/// (hashing is sequential and slower than reading). One on wasm32.
+fn reader_threads(hashed: bool) -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    if !hashed {
+        return std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    }
+    let _ = hashed;
+    1
+}
+
+/// The `(byte offset, words)` spans of `file`, read by `threads` threads (each taking the next
+/// span, so reads stay roughly in file order); `None` if the file cannot be shared.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_parallel(
+    file: &dyn ReadAt,
+    spans: &[(u64, usize)],
+    threads: usize,
+) -> Option<Result<Vec<Vec<u32>>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let handles = (0..threads.min(spans.len()))
+        .map(|_| file.try_clone())
+        .collect::<Option<Vec<_>>>()?;
+    let next = AtomicUsize::new(0);
+    let next = &next;
+    let done: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = handles
+            .into_iter()
+            .map(|mut f| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(at, n)) = spans.get(i) else {
+                            break out;
+                        };
+                        out.push((i, read_words(&mut *f, at, n)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join()).collect()
+    });
+    let mut slots: Vec<Option<Result<Vec<u32>>>> = spans.iter().map(|_| None).collect();
+    for worker in done {
+        let Ok(results) = worker else {
+            return Some(Err(bad("a reading thread panicked")));
+        };
+        for (i, r) in results {
+            slots[i] = Some(r);
+        }
+    }
+    Some(
+        slots
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(bad("a tensor was not read"))))
+            .collect(),
+    )
 }
 
 /// The length prefix and JSON header (as bytes, for the checksum) and what it says.

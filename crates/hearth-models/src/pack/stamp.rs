@@ -21,9 +21,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{build, read, MANIFEST};
+use super::{load_checked, MANIFEST};
 use crate::error::{ModelError, Result};
-use crate::loader::{LoadReport, ModelFiles};
+use crate::loader::{LoadReport, ModelFiles, TokenizerFiles};
 use crate::source::{disk_file, ReadAt};
 
 /// The stamp's file name (a leading dot: never a name a manifest may list).
@@ -96,8 +96,12 @@ fn manifest_sha(bytes: &[u8]) -> String {
 }
 
 /// The pack in `dir`: files the stamp vouches for are read without hashing, the rest are hashed;
-/// if anything was hashed and every file checked out, the stamp is rewritten.
-pub(crate) fn load_pack_dir(dir: &Path) -> Result<(ModelFiles, LoadReport)> {
+/// if anything was hashed and every file checked out, the stamp is rewritten. `tokenizer` gets
+/// the tokenizer files while the weights are read.
+pub(crate) fn load_pack_dir(
+    dir: &Path,
+    tokenizer: &mut (dyn FnMut(&TokenizerFiles) + Send),
+) -> Result<(ModelFiles, LoadReport)> {
     let manifest_path = dir.join(MANIFEST);
     let manifest = fs::read(&manifest_path).map_err(io(&manifest_path))?;
     let manifest_sha256 = manifest_sha(&manifest);
@@ -120,7 +124,7 @@ pub(crate) fn load_pack_dir(dir: &Path) -> Result<(ModelFiles, LoadReport)> {
         matches!((seen.get(name), old.and_then(|s| s.files.get(name))), (Some(a), Some(b)) if a == b)
     };
     let mut report = LoadReport::default();
-    let files = read::read_pack(&open, &manifest, &vouched, &mut report)?;
+    let files = load_checked(&open, &manifest, &vouched, &mut report, tokenizer)?;
     let stamp = Stamp {
         version: STAMP_VERSION,
         manifest_sha256,
@@ -130,7 +134,7 @@ pub(crate) fn load_pack_dir(dir: &Path) -> Result<(ModelFiles, LoadReport)> {
         // Best effort: a read-only pack just keeps being hashed at every load.
         let _ = write_stamp(dir, &stamp);
     }
-    Ok((build(files)?, report))
+    Ok((files, report))
 }
 
 /// The stamp in `dir`, if there is a readable one of this version.
