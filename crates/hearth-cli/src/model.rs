@@ -1,6 +1,7 @@
 //! Loading a model for the CLI: files → weights → GPU, with progress on stderr.
 
 use std::path::{Path, PathBuf};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 
 use hearth_gpu::{Gpu, GpuOptions};
@@ -31,8 +32,8 @@ pub struct LoadTimings {
     pub verify_s: f64,
     pub bytes_read: u64,
     pub bytes_hashed: u64,
-    /// Tokenizer and chat template (for a pack built while the weights are read, on another
-    /// thread).
+    /// Tokenizer and chat template, built on another thread (for a pack, from before its weights
+    /// are read).
     pub tokenizer_s: f64,
     /// Weights to the GPU, KV cache and buffers.
     pub upload_s: f64,
@@ -55,52 +56,56 @@ pub fn gpu() -> Result<Gpu, CliError> {
 }
 
 /// Loads the model at `path` (or the default) on a new GPU. The device is created on a second
-/// thread while the files are read: neither waits for the other.
+/// thread while the files are read, and the tokenizer on a third from the moment its files are
+/// checked until the weights are on the GPU.
 pub fn load(path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
     let path = resolve(path)?;
-    let (device, files) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let device = s.spawn(|| {
             let t = Instant::now();
             gpu().map(|gpu| (gpu, t.elapsed().as_secs_f64()))
         });
-        let files = read(&path);
-        (device.join(), files)
-    });
-    let (gpu, device_s) = device.map_err(|_| panicked("creating the GPU device"))??;
-    let mut loaded = finish(&gpu, &path, files?, options)?;
-    loaded.timings.device_s = device_s;
-    Ok(loaded)
+        let read = read(s, &path);
+        let (gpu, device_s) = device
+            .join()
+            .map_err(|_| panicked("creating the GPU device"))??;
+        let mut loaded = finish(&gpu, &path, read?, options)?;
+        loaded.timings.device_s = device_s;
+        Ok(loaded)
+    })
 }
 
 /// [`load`] on a given GPU (the assistant shares one between the encoder and the generator).
 pub fn load_on(gpu: &Gpu, path: Option<&Path>, options: LlamaOptions) -> Result<Loaded, CliError> {
     let path = resolve(path)?;
-    let files = read(&path)?;
-    finish(gpu, &path, files, options)
+    std::thread::scope(|s| finish(gpu, &path, read(s, &path)?, options))
 }
 
 fn panicked(what: &str) -> CliError {
     CliError::Msg(format!("a thread panicked while {what}"))
 }
 
-/// The model's files, read and checked, with a progress bar on stderr; and its tokenizer and chat
-/// template, built as soon as their files are checked (for a pack, while its weights are read).
-struct Read {
+/// A tokenizer and chat template with the seconds they took to build.
+type Built = Result<((Tokenizer, ChatTemplate), f64), hearth_models::ModelError>;
+
+/// The model's files, read and checked, and the thread building its tokenizer and chat template,
+/// started as soon as their files were checked (for a pack, before its weights are read).
+struct Read<'scope> {
     files: ModelFiles,
     report: LoadReport,
-    tokenizer: Tokenizer,
-    template: ChatTemplate,
-    tokenizer_s: f64,
+    tokenizer: ScopedJoinHandle<'scope, Built>,
 }
 
-fn read(path: &Path) -> Result<Read, CliError> {
+/// Reads the model's files with a progress bar on stderr; the tokenizer is built on a thread of
+/// `s`.
+fn read<'scope>(s: &'scope Scope<'scope, '_>, path: &Path) -> Result<Read<'scope>, CliError> {
     let bar = indicatif::ProgressBar::new(1).with_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(format!("loading {}", path.display()));
-    let mut built = None;
+    let mut tokenizer = None;
     let files = loader::load_path_with(
         path,
         &mut |done, total| {
@@ -108,38 +113,42 @@ fn read(path: &Path) -> Result<Read, CliError> {
             bar.set_position(done);
         },
         &mut |t| {
-            let start = Instant::now();
-            let tt = hearth_models::adapters::tokenizer_and_template(t);
-            built = Some(tt.map(|tt| (tt, start.elapsed().as_secs_f64())));
+            // A copy, so the build can outlast the load (the copy is made off the main thread
+            // for a pack, and costs far less than the build).
+            let t = t.clone();
+            tokenizer = Some(s.spawn(move || {
+                let start = Instant::now();
+                let tt = hearth_models::adapters::tokenizer_and_template(&t)?;
+                Ok((tt, start.elapsed().as_secs_f64()))
+            }));
         },
     );
     bar.finish_and_clear();
     let (files, report) = files?;
     eprintln!("read {}", path.display());
-    let ((tokenizer, template), tokenizer_s) = built
-        .ok_or_else(|| CliError::Msg("the loader did not hand over the tokenizer".into()))??;
+    let tokenizer = tokenizer
+        .ok_or_else(|| CliError::Msg("the loader did not hand over the tokenizer".into()))?;
     Ok(Read {
         files,
         report,
         tokenizer,
-        template,
-        tokenizer_s,
     })
 }
 
-/// Uploads the weights.
+/// Uploads the weights, then waits for the tokenizer.
 fn finish(gpu: &Gpu, path: &Path, read: Read, options: LlamaOptions) -> Result<Loaded, CliError> {
     let Read {
         files,
         report,
         tokenizer,
-        template,
-        tokenizer_s,
     } = read;
     let weights = files.weights;
     let t0 = Instant::now();
     let model = pollster::block_on(Llama::new(gpu, &weights, options))?;
     let upload_s = t0.elapsed().as_secs_f64();
+    let ((tokenizer, template), tokenizer_s) = tokenizer
+        .join()
+        .map_err(|_| panicked("building the tokenizer"))??;
     let LoadReport {
         bytes_read,
         bytes_hashed,
@@ -156,14 +165,14 @@ fn finish(gpu: &Gpu, path: &Path, read: Read, options: LlamaOptions) -> Result<L
         upload_s,
     };
     eprintln!(
-        "loaded {} in {:.2}s (read {:.2}s, checksums {:.2}s for {} MB, tokenizer {:.2}s beside them, GPU upload {:.2}s): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
+        "loaded {} in {:.2}s (read {:.2}s, checksums {:.2}s for {} MB, GPU upload {:.2}s, tokenizer {:.2}s beside them): {} layers, hidden {}, vocab {}, {:.0} MB on the GPU",
         path.display(),
-        read_s + verify_s + upload_s,
+        read_s + verify_s + t0.elapsed().as_secs_f64(),
         read_s,
         verify_s,
         bytes_hashed / 1_000_000,
-        tokenizer_s,
         upload_s,
+        tokenizer_s,
         weights.config.num_hidden_layers,
         weights.config.hidden_size,
         weights.config.vocab_size,
