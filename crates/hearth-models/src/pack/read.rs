@@ -1,10 +1,12 @@
 //! Reading a pack's files, checking them against `manifest.json` on the way.
 //!
-//! `model.safetensors` is read tensor by tensor straight into the `u32` buffers the weights keep
-//! (no whole-file buffer, no second copy). When a file must be checksummed, its pieces go through
-//! SHA-256 in file order: natively on a helper thread, so hashing one tensor overlaps reading the
-//! next, and inline on wasm32 (no threads there). Nothing read is used before every checksum the
-//! caller asked for has matched.
+//! The small files (config, tokenizer) come first, so the tokenizer can be built while the weights
+//! are read. `model.safetensors` is read tensor by tensor straight into the `u32` buffers the
+//! weights keep (no whole-file buffer, no second copy); natively by several threads when it is not
+//! hashed. When a file must be checksummed, its pieces go through SHA-256 in file order: natively
+//! on a helper thread, so hashing one tensor overlaps reading the next, and inline on wasm32 (no
+//! threads there). No file is used before its own checksum has matched, and the load fails if any
+//! does not.
 
 use std::collections::BTreeMap;
 
