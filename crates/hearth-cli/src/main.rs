@@ -10,6 +10,8 @@ mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -142,7 +144,16 @@ fn parse_quant(s: &str) -> Result<hearth_gpu::WeightFormat, String> {
         .ok_or_else(|| format!("`{s}`: expected q4s, q4, q8 or f32"))
 }
 
+/// When `main` started: cold-start timings are measured from it.
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Seconds since `main` started.
+pub fn since_start() -> f64 {
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 fn main() -> ExitCode {
+    START.get_or_init(Instant::now);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate {

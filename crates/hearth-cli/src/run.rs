@@ -90,10 +90,13 @@ pub fn generate(
     let mut stream = StreamDecoder::new();
     let tokenizer = &m.tokenizer;
     let mut out = std::io::stdout().lock();
+    let compiled_before = m.model.gpu().pipelines().compile_seconds();
     let t0 = Instant::now();
     let mut first: Option<f64> = None;
+    let mut since_start: Option<f64> = None;
     let gen = pollster::block_on(m.model.generate(&prompt_tokens, &opts, |id| {
         first.get_or_insert(t0.elapsed().as_secs_f64());
+        since_start.get_or_insert_with(crate::since_start);
         if !json {
             if let Ok(Some(piece)) = stream.step(tokenizer, id) {
                 let _ = write!(out, "{piece}");
@@ -105,7 +108,22 @@ pub fn generate(
     let total = t0.elapsed().as_secs_f64();
     let text = m.tokenizer.decode(&gen.tokens)?;
     if json {
-        let obj = serde_json::json!({ "prompt_tokens": prompt_tokens, "tokens": gen.tokens, "text": text });
+        // Cold start, phase by phase; `first_token_s` (prefill and sampling of the first token)
+        // includes `compile_s`, pipelines being created when the forward pass is first recorded.
+        let t = &m.timings;
+        let timings = serde_json::json!({
+            "device_s": t.device_s,
+            "read_s": t.read_s,
+            "verify_s": t.verify_s,
+            "bytes_read": t.bytes_read,
+            "bytes_hashed": t.bytes_hashed,
+            "tokenizer_s": t.tokenizer_s,
+            "upload_s": t.upload_s,
+            "compile_s": m.model.gpu().pipelines().compile_seconds() - compiled_before,
+            "first_token_s": first,
+            "process_to_first_token_s": since_start,
+        });
+        let obj = serde_json::json!({ "prompt_tokens": prompt_tokens, "tokens": gen.tokens, "text": text, "timings": timings });
         writeln!(out, "{obj}").map_err(io(Path::new("stdout")))?;
     } else {
         if let Ok(Some(rest)) = stream.flush(tokenizer) {

@@ -151,6 +151,23 @@ fn convert_writes_a_pack_that_generates_like_its_source() {
     };
     let (from_hf, from_pack) = (gen(&hf), gen(&out));
     assert_eq!(from_hf["prompt_tokens"], from_pack["prompt_tokens"]);
+    // Cold-start timings, phase by phase; `convert` stamped the files it hashed while writing
+    // them, so loading the pack reads every byte and hashes none.
+    let t = &from_pack["timings"];
+    for phase in [
+        "device_s",
+        "read_s",
+        "verify_s",
+        "tokenizer_s",
+        "upload_s",
+        "compile_s",
+        "first_token_s",
+        "process_to_first_token_s",
+    ] {
+        assert!(t[phase].as_f64().is_some_and(|s| s >= 0.0), "{phase}: {t}");
+    }
+    assert!(t["bytes_read"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["bytes_hashed"].as_u64(), Some(0), "{t}");
     assert_eq!(
         from_hf["tokens"], from_pack["tokens"],
         "the pack holds the same INT4 weights"

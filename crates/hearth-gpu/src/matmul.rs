@@ -9,10 +9,11 @@
 //!   tensor cores (f16 operands, f32 accumulation). `HEARTH_NO_COOP=1` forces the portable path.
 //!
 //! One dispatch per *segment*. Without SiLU gating a segment is a shard of the weight. With it, the
-//! weight's rows are `[gate; up]` (`HostMatrix::concat_rows(&[gate, up])` uploaded with
-//! [`GpuMatrix::upload`]: no special upload); gate row `f` and up row `F + f` may sit in different
-//! shards, so the gate range is cut wherever either side changes shard and each piece binds the shard
-//! holding its gate rows and the one holding its up rows (possibly the same buffer twice).
+//! weight's rows are `[gate; up]` (`GpuMatrix::upload_rows(&[gate, up])`: stacked as
+//! `HostMatrix::concat_rows` would, no special layout); gate row `f` and up row `F + f` may sit in
+//! different shards, so the gate range is cut wherever either side changes shard and each piece
+//! binds the shard holding its gate rows and the one holding its up rows (possibly the same buffer
+//! twice).
 //!
 //! `K` must be a multiple of 32 for every format. Reductions run in a fixed order, so results are
 //! deterministic run to run. Measured on an H200 (Vulkan, `matvec_sweep` / `matmul_sweep`): F32 mat-vec

@@ -5,6 +5,7 @@
 //! for each step, so a decode step costs one command buffer and no per-dispatch allocation.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::context::Gpu;
@@ -40,9 +41,17 @@ pub struct Kernel {
 #[derive(Default)]
 pub struct PipelineCache {
     map: Mutex<HashMap<KernelKey, Arc<Kernel>>>,
+    /// Nanoseconds spent creating pipelines (natively; cold-start timings report it).
+    compile_ns: AtomicU64,
 }
 
 impl PipelineCache {
+    /// Seconds spent creating pipelines so far: natively, where the driver compiles when the
+    /// pipeline is created (lavapipe defers part of it to the first dispatch); 0 on wasm32.
+    pub fn compile_seconds(&self) -> f64 {
+        self.compile_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
@@ -59,6 +68,8 @@ impl Gpu {
         if let Some(k) = cache.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(k);
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        let start = std::time::Instant::now();
         let src = shaders::preprocess(key.family, shaders::source(key.family)?, &key.defines)?;
         let device = self.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -85,6 +96,11 @@ impl Gpu {
             });
         }
         let layout = pipeline.get_bind_group_layout(0);
+        #[cfg(not(target_arch = "wasm32"))]
+        cache.compile_ns.fetch_add(
+            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let k = Arc::new(Kernel {
             key: key.clone(),
             pipeline,

@@ -20,6 +20,10 @@ use crate::error::{GpuError, Result};
 
 pub const GROUP: usize = 32;
 
+/// Most threads [`GpuMatrix::upload_many`] uses: past a few, memory bandwidth is the limit.
+#[cfg(not(target_arch = "wasm32"))]
+const UPLOAD_THREADS: usize = 8;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     F32,
@@ -395,9 +399,28 @@ impl GpuMatrix {
     /// Uploads `m`, split into shards of at most `gpu.max_binding()` bytes per buffer. Shards hold a
     /// multiple of 64 rows (when more than 64 rows fit) so kernel row tiles never straddle two shards.
     pub fn upload(gpu: &Gpu, label: &str, m: &HostMatrix) -> Result<Self> {
-        use wgpu::util::DeviceExt;
-        m.validate()?;
-        let (qw, sw) = (m.format.qs_words(m.cols), m.format.scale_words(m.cols));
+        Self::upload_rows(gpu, label, &[m])
+    }
+
+    /// Uploads `parts` stacked row-wise as one matrix (Q/K/V as one projection, gate/up as one),
+    /// as [`HostMatrix::concat_rows`] then [`GpuMatrix::upload`] would, but copying each part's
+    /// rows straight into the GPU buffers instead of into a concatenated host copy first.
+    pub fn upload_rows(gpu: &Gpu, label: &str, parts: &[&HostMatrix]) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| GpuError::Shape(format!("{label}: upload of nothing")))?;
+        let (format, cols) = (first.format, first.cols);
+        for p in parts {
+            p.validate()?;
+            if p.cols != cols || p.format != format {
+                return Err(GpuError::Shape(format!(
+                    "{label}: stacking {format:?}[_, {cols}] with {:?}[_, {}]",
+                    p.format, p.cols
+                )));
+            }
+        }
+        let total_rows: usize = parts.iter().map(|p| p.rows).sum();
+        let (qw, sw) = (format.qs_words(cols), format.scale_words(cols));
         let row_bytes = 4 * qw.max(sw) as u64;
         let fit = (gpu.max_binding() / row_bytes.max(1)) as usize;
         if fit == 0 {
@@ -407,35 +430,88 @@ impl GpuMatrix {
                 max: gpu.max_binding(),
             });
         }
-        let per = if fit >= 64 { fit / 64 * 64 } else { fit }.min(m.rows.max(1));
+        let per = if fit >= 64 { fit / 64 * 64 } else { fit }.min(total_rows.max(1));
         let mut shards = Vec::new();
         let mut row0 = 0;
-        while row0 < m.rows {
-            let rows = per.min(m.rows - row0);
-            let make = |what: &str, words: &[u32]| {
-                let dummy = [0u32];
-                let words = if words.is_empty() { &dummy[..] } else { words };
-                gpu.device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(&format!("{label}.{what}[{row0}..]")),
-                        contents: bytemuck::cast_slice(words),
-                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                    })
-            };
+        while row0 < total_rows {
+            let rows = per.min(total_rows - row0);
+            let range = row0..row0 + rows;
             shards.push(MatrixShard {
                 row0,
                 rows,
-                qs: make("qs", &m.qs[row0 * qw..(row0 + rows) * qw]),
-                scales: make("scales", &m.scales[row0 * sw..(row0 + rows) * sw]),
+                qs: rows_buffer(
+                    gpu,
+                    &format!("{label}.qs[{row0}..]"),
+                    parts,
+                    range.clone(),
+                    qw,
+                    |p| &p.qs,
+                ),
+                scales: rows_buffer(
+                    gpu,
+                    &format!("{label}.scales[{row0}..]"),
+                    parts,
+                    range,
+                    sw,
+                    |p| &p.scales,
+                ),
             });
             row0 += rows;
         }
         Ok(Self {
-            format: m.format,
-            rows: m.rows,
-            cols: m.cols,
+            format,
+            rows: total_rows,
+            cols,
             shards,
         })
+    }
+
+    /// [`GpuMatrix::upload_rows`] for each `(label, parts)` of `jobs`, in order. Natively the jobs
+    /// are spread over a few threads: an upload is mostly a copy into mapped memory, and a model's
+    /// gigabyte goes faster through several cores than through one. On wasm32 one after another.
+    pub fn upload_many(gpu: &Gpu, jobs: &[(String, Vec<&HostMatrix>)]) -> Result<Vec<Self>> {
+        let one =
+            |(label, parts): &(String, Vec<&HostMatrix>)| Self::upload_rows(gpu, label, parts);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, UPLOAD_THREADS)
+                .min(jobs.len());
+            if threads > 1 {
+                // Each takes the next job: sizes vary (the embedding is several layers' worth).
+                let next = AtomicUsize::new(0);
+                let done: Vec<Vec<(usize, Result<Self>)>> = std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..threads)
+                        .map(|_| {
+                            s.spawn(|| {
+                                let mut out = Vec::new();
+                                loop {
+                                    let i = next.fetch_add(1, Ordering::Relaxed);
+                                    let Some(job) = jobs.get(i) else { break out };
+                                    out.push((i, one(job)));
+                                }
+                            })
+                        })
+                        .collect();
+                    workers.into_iter().filter_map(|w| w.join().ok()).collect()
+                });
+                let mut slots: Vec<Option<Result<Self>>> = jobs.iter().map(|_| None).collect();
+                for (i, r) in done.into_iter().flatten() {
+                    slots[i] = Some(r);
+                }
+                return slots
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|| {
+                            Err(GpuError::Validation("an upload thread panicked".into()))
+                        })
+                    })
+                    .collect();
+            }
+        }
+        jobs.iter().map(one).collect()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -444,6 +520,44 @@ impl GpuMatrix {
             .map(|s| s.qs.size() + s.scales.size())
             .sum()
     }
+}
+
+/// A storage buffer holding rows `rows` of `parts` stacked (`words` u32 per row, taken from each
+/// part by `pick`), written through its mapping at creation. A matrix without scales (F32) gets a
+/// 4-byte dummy, so every format binds the same layout.
+fn rows_buffer(
+    gpu: &Gpu,
+    label: &str,
+    parts: &[&HostMatrix],
+    rows: std::ops::Range<usize>,
+    words: usize,
+    pick: impl Fn(&HostMatrix) -> &[u32],
+) -> wgpu::Buffer {
+    let bytes = 4 * (rows.len() * words).max(1) as u64;
+    let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: true,
+    });
+    if words > 0 {
+        // A buffer mapped at creation always has its whole range mapped.
+        if let Ok(mut view) = buffer.get_mapped_range_mut(..) {
+            let (mut part_row0, mut at) = (0, 0);
+            for p in parts {
+                let (lo, hi) = (rows.start.max(part_row0), rows.end.min(part_row0 + p.rows));
+                if lo < hi {
+                    let src = &pick(p)[(lo - part_row0) * words..(hi - part_row0) * words];
+                    let src: &[u8] = bytemuck::cast_slice(src);
+                    view.slice(at..at + src.len()).copy_from_slice(src);
+                    at += src.len();
+                }
+                part_row0 += p.rows;
+            }
+        }
+    }
+    buffer.unmap();
+    buffer
 }
 
 #[cfg(test)]

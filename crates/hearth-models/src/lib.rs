@@ -24,6 +24,8 @@ pub use config::{Llama3RopeScaling, LlamaConfig, RopeStyle};
 pub use error::{ModelError, Result};
 #[cfg(not(target_arch = "wasm32"))]
 pub use loader::{default_model_path, load_path, load_path_as, load_path_with};
-pub use loader::{load_gguf_bytes, load_pack_files, ModelFiles, ModelKind, TokenizerFiles};
+pub use loader::{
+    load_gguf_bytes, load_pack_files, LoadReport, ModelFiles, ModelKind, TokenizerFiles,
+};
 pub use tokenizer::{StreamDecoder, Tokenizer};
 pub use weights::{LayerWeights, LlamaWeights};

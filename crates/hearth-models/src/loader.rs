@@ -32,6 +32,51 @@ pub enum ModelKind {
     Pack,
 }
 
+/// What loading a model cost, for `hearth generate --json`'s timings and for tests (the byte
+/// counts are the timing-free observables).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LoadReport {
+    /// Bytes read from the model's files.
+    pub bytes_read: u64,
+    /// Bytes whose sha256 was computed.
+    pub bytes_hashed: u64,
+    /// Seconds reading and parsing files (natively; 0 on wasm32, which has no clock here).
+    pub read_s: f64,
+    /// Seconds of checksumming that did not overlap reading.
+    pub verify_s: f64,
+}
+
+impl LoadReport {
+    /// Only the time: a load that read and parsed without checksums.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_in(clock: Stopwatch) -> Self {
+        Self {
+            read_s: clock.secs(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Seconds since it was started, natively; always 0 on wasm32 (`std::time::Instant` panics there).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stopwatch(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
+
+impl Stopwatch {
+    pub(crate) fn start() -> Self {
+        Self(
+            #[cfg(not(target_arch = "wasm32"))]
+            std::time::Instant::now(),
+        )
+    }
+
+    pub(crate) fn secs(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.0.elapsed().as_secs_f64();
+        #[cfg(target_arch = "wasm32")]
+        0.0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelFiles {
     pub weights: LlamaWeights,
@@ -60,17 +105,24 @@ pub fn load_pack_files(files: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<ModelF
 /// directory (detected by `manifest.json`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_path(path: &Path) -> Result<ModelFiles> {
-    load_path_with(path, &mut |_, _| {})
+    Ok(load_path_with(path, &mut |_, _| {}, &mut |_| {})?.0)
 }
 
 /// [`load_path`], reporting progress as `(done, total)` in bytes read (GGUF files) or tensors
-/// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16).
+/// read and quantised (Hugging Face directories: the slow case, gigabytes of bf16), with what the
+/// load cost. `tokenizer` is called once with the tokenizer files as soon as they are read and
+/// checked: for a pack on a second thread while its weights are read, so the caller can build
+/// the tokenizer meanwhile; for the other sources when everything is read.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_path_with(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<ModelFiles> {
-    load_path_as(path, None, progress)
+pub fn load_path_with(
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    tokenizer: &mut (dyn FnMut(&TokenizerFiles) + Send),
+) -> Result<(ModelFiles, LoadReport)> {
+    load_path_full(path, None, progress, tokenizer)
 }
 
-/// [`load_path_with`], with a Hugging Face checkpoint quantised to `hf_format` (default:
+/// [`load_path`] with a Hugging Face checkpoint quantised to `hf_format` (default:
 /// [`crate::safetensors::DEFAULT_FORMAT`]). GGUF files and packs load as stored, so asking them for
 /// a format is an error rather than silently ignored.
 #[cfg(not(target_arch = "wasm32"))]
@@ -79,6 +131,17 @@ pub fn load_path_as(
     hf_format: Option<WeightFormat>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ModelFiles> {
+    Ok(load_path_full(path, hf_format, progress, &mut |_| {})?.0)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn load_path_full(
+    path: &Path,
+    hf_format: Option<WeightFormat>,
+    progress: &mut dyn FnMut(u64, u64),
+    tokenizer: &mut (dyn FnMut(&TokenizerFiles) + Send),
+) -> Result<(ModelFiles, LoadReport)> {
+    let clock = Stopwatch::start();
     let io = |e| ModelError::Io {
         path: path.display().to_string(),
         source: e,
@@ -92,30 +155,39 @@ pub fn load_path_as(
         None => Ok(()),
     };
     let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.is_dir() {
+    let (files, report) = if meta.is_dir() {
         if path.join(crate::pack::MANIFEST).is_file() {
             as_stored("Hearth pack")?;
-            return load_pack_files(&|name| read_file(&path.join(name)));
+            return crate::pack::load_pack_dir(path, tokenizer);
         }
-        if path.join("config.json").is_file() {
-            let format = hf_format.unwrap_or(crate::safetensors::DEFAULT_FORMAT);
-            return crate::safetensors::load_hf_dir_with(path, format, progress);
+        if !path.join("config.json").is_file() {
+            return Err(ModelError::Unsupported(format!(
+                "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
+                path.display(),
+                crate::pack::MANIFEST
+            )));
         }
-        return Err(ModelError::Unsupported(format!(
-            "{}: a directory with neither {} (Hearth pack) nor config.json (Hugging Face)",
-            path.display(),
-            crate::pack::MANIFEST
-        )));
-    }
-    let bytes = read_file_with(path, progress)?;
-    if !Gguf::sniff(&bytes) {
-        return Err(ModelError::Unsupported(format!(
-            "{}: not a GGUF file, Hugging Face directory or Hearth pack",
-            path.display()
-        )));
-    }
-    as_stored("GGUF file")?;
-    load_gguf_bytes(&bytes)
+        let format = hf_format.unwrap_or(crate::safetensors::DEFAULT_FORMAT);
+        let files = crate::safetensors::load_hf_dir_with(path, format, progress)?;
+        (files, LoadReport::read_in(clock))
+    } else {
+        let bytes = read_file_with(path, progress)?;
+        if !Gguf::sniff(&bytes) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: not a GGUF file, Hugging Face directory or Hearth pack",
+                path.display()
+            )));
+        }
+        as_stored("GGUF file")?;
+        let files = load_gguf_bytes(&bytes)?;
+        let report = LoadReport {
+            bytes_read: bytes.len() as u64,
+            ..LoadReport::read_in(clock)
+        };
+        (files, report)
+    };
+    tokenizer(&files.tokenizer);
+    Ok((files, report))
 }
 
 /// A whole file, read in 8 MiB pieces with progress in bytes.

@@ -10,6 +10,11 @@ pub trait ReadAt {
     fn size(&self) -> u64;
     /// Fills `buf` from `offset`; reading past the end is an error.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Another handle on the same file that another thread may read at the same time, where the
+    /// platform has positional reads (natively on Unix); `None` elsewhere.
+    fn try_clone(&self) -> Option<Box<dyn ReadAt + Send>> {
+        None
+    }
 }
 
 /// A folder of model files, named by plain file names.
@@ -32,12 +37,13 @@ pub trait ModelSource {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+pub(crate) use native::disk_file;
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::DirSource;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use std::fs::File;
-    use std::io::{Read, Seek, SeekFrom};
     use std::path::{Path, PathBuf};
 
     use super::{ModelSource, ReadAt};
@@ -69,16 +75,42 @@ mod native {
         }
     }
 
+    /// `file`, opened from `path`, as a [`ReadAt`].
+    pub(crate) fn disk_file(path: PathBuf, file: File) -> Result<Box<dyn ReadAt>> {
+        let len = file.metadata().map_err(|e| io(&path, e))?.len();
+        Ok(Box::new(DiskFile { path, file, len }))
+    }
+
     impl ReadAt for DiskFile {
         fn size(&self) -> u64 {
             self.len
         }
 
+        /// Positional on Unix: handles from `try_clone` share one file offset, so no seeking.
+        #[cfg(unix)]
         fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(buf, offset)
+                .map_err(|e| io(&self.path, e))
+        }
+
+        #[cfg(not(unix))]
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            use std::io::{Read, Seek, SeekFrom};
             self.file
                 .seek(SeekFrom::Start(offset))
                 .and_then(|_| self.file.read_exact(buf))
                 .map_err(|e| io(&self.path, e))
+        }
+
+        #[cfg(unix)]
+        fn try_clone(&self) -> Option<Box<dyn ReadAt + Send>> {
+            Some(Box::new(DiskFile {
+                path: self.path.clone(),
+                file: self.file.try_clone().ok()?,
+                len: self.len,
+            }))
         }
     }
 

@@ -43,8 +43,20 @@ fn host(format: WeightFormat, rows: usize, cols: usize, seed: u64) -> HostMatrix
 
 /// Runs `c` on `gpu` and compares with the reference; returns the number of dispatches.
 fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
+    check_with(gpu, c, seed, &|gpu, hm| {
+        GpuMatrix::upload(gpu, "w", hm).unwrap()
+    })
+}
+
+/// [`check`] with the weights uploaded by `upload`.
+fn check_with(
+    gpu: &Gpu,
+    c: Case,
+    seed: u64,
+    upload: &dyn Fn(&Gpu, &HostMatrix) -> GpuMatrix,
+) -> usize {
     let hm = host(c.format, c.n, c.k, seed);
-    let w = GpuMatrix::upload(gpu, "w", &hm).unwrap();
+    let w = upload(gpu, &hm);
     let n_out = if c.epi == Epilogue::SiluGate {
         c.n / 2
     } else {
@@ -282,6 +294,62 @@ fn several_shards_with_gate_and_up_in_different_shards() {
             }
         }
     }
+}
+
+/// Rows `r` of `m` as a matrix of their own.
+fn rows_of(m: &HostMatrix, r: std::ops::Range<usize>) -> HostMatrix {
+    let (qw, sw) = (m.format.qs_words(m.cols), m.format.scale_words(m.cols));
+    HostMatrix {
+        format: m.format,
+        rows: r.len(),
+        cols: m.cols,
+        qs: m.qs[r.start * qw..r.end * qw].to_vec(),
+        scales: m.scales[r.start * sw..r.end * sw].to_vec(),
+    }
+}
+
+#[test]
+fn stacked_parts_upload_like_their_concatenation() {
+    // Parts of 70, 130 and 100 rows under 32 KiB bindings: shard boundaries (every 64 Q4 rows,
+    // 56 Q8, 14 F32) fall inside parts and across the seams between them.
+    let gpu = gpu_with(&GpuOptions {
+        max_binding_override: Some(32 * 1024),
+        ..GpuOptions::default()
+    });
+    let parts = |gpu: &Gpu, hm: &HostMatrix| {
+        let ps = [
+            rows_of(hm, 0..70),
+            rows_of(hm, 70..200),
+            rows_of(hm, 200..300),
+        ];
+        let refs: Vec<&HostMatrix> = ps.iter().collect();
+        assert_eq!(HostMatrix::concat_rows(&refs).unwrap(), *hm);
+        GpuMatrix::upload_rows(gpu, "w", &refs).unwrap()
+    };
+    let mut seed = 700;
+    for format in FORMATS {
+        for (epi, m) in [(Epilogue::Store, 1), (Epilogue::SiluGate, 10)] {
+            let c = Case {
+                format,
+                n: 300,
+                k: 576,
+                norm: true,
+                epi,
+                bias: false,
+                m,
+                x_off: 0,
+            };
+            assert!(
+                check_with(&gpu, c, seed, &parts) > 2,
+                "{c:?}: several shards"
+            );
+            seed += 10;
+        }
+    }
+    let q4 = host(WeightFormat::Q4, 64, 64, 1);
+    let f32 = host(WeightFormat::F32, 64, 64, 1);
+    assert!(GpuMatrix::upload_rows(&gpu, "w", &[&q4, &f32]).is_err());
+    assert!(GpuMatrix::upload_rows(&gpu, "w", &[]).is_err());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use hearth_gpu::matmul::{linear, Epilogue, LinearSpec};
 use hearth_gpu::profile::KernelTime;
 use hearth_gpu::rope::RopeStyle as GpuRope;
 use hearth_gpu::sample::{Sampler, SamplingParams};
-use hearth_gpu::{wgpu, Gpu, GpuMatrix, HostMatrix, Program, Step, Tensor};
+use hearth_gpu::{wgpu, Gpu, GpuMatrix, Program, Step, Tensor};
 
 pub use generate::{GenerateOptions, Generation, StopReason};
 
@@ -116,29 +116,34 @@ impl Llama {
             logits_rows: options.logits_rows.clamp(1, max_context),
         };
         let (d, f, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
-        let embed = GpuMatrix::upload(gpu, "embed", &w.embed)?;
-        let lm_head = w
-            .lm_head
-            .as_ref()
-            .map(|m| GpuMatrix::upload(gpu, "lm_head", m))
-            .transpose()?;
-        let mut layers = Vec::with_capacity(w.layers.len());
+        // Every matrix in one batch, so natively they upload on several threads.
+        let mut jobs = vec![("embed".to_string(), vec![&w.embed])];
+        if let Some(h) = &w.lm_head {
+            jobs.push(("lm_head".into(), vec![h]));
+        }
         for (i, l) in w.layers.iter().enumerate() {
+            jobs.push((format!("blk{i}.qkv"), vec![&l.wq, &l.wk, &l.wv]));
+            jobs.push((format!("blk{i}.o"), vec![&l.wo]));
+            jobs.push((format!("blk{i}.gate_up"), vec![&l.w_gate, &l.w_up]));
+            jobs.push((format!("blk{i}.down"), vec![&l.w_down]));
+        }
+        let mut uploaded = GpuMatrix::upload_many(gpu, &jobs)?.into_iter();
+        let mut next = || {
+            uploaded
+                .next()
+                .ok_or_else(|| ModelError::Config("an upload went missing".into()))
+        };
+        let embed = next()?;
+        let lm_head = w.lm_head.as_ref().map(|_| next()).transpose()?;
+        let mut layers = Vec::with_capacity(w.layers.len());
+        for l in &w.layers {
             layers.push(Layer {
                 attn_norm: Tensor::from_slice(gpu, "attn_norm", &[d], &l.attn_norm)?,
-                wqkv: GpuMatrix::upload(
-                    gpu,
-                    &format!("blk{i}.qkv"),
-                    &HostMatrix::concat_rows(&[&l.wq, &l.wk, &l.wv])?,
-                )?,
-                wo: GpuMatrix::upload(gpu, &format!("blk{i}.o"), &l.wo)?,
+                wqkv: next()?,
+                wo: next()?,
                 ffn_norm: Tensor::from_slice(gpu, "ffn_norm", &[d], &l.ffn_norm)?,
-                w_gate_up: GpuMatrix::upload(
-                    gpu,
-                    &format!("blk{i}.gate_up"),
-                    &HostMatrix::concat_rows(&[&l.w_gate, &l.w_up])?,
-                )?,
-                w_down: GpuMatrix::upload(gpu, &format!("blk{i}.down"), &l.w_down)?,
+                w_gate_up: next()?,
+                w_down: next()?,
             });
         }
         let weight_bytes = embed.bytes()

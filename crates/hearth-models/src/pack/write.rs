@@ -350,8 +350,12 @@ mod native {
             dir: tmp.clone(),
             open: None,
         };
-        let result = write_pack_to(files, &mut sink, &mut |_, _| {})
-            .and_then(|_| replace_dir(&tmp, out_dir, &parent, &name));
+        let result = write_pack_to(files, &mut sink, &mut |_, _| {}).and_then(|manifest| {
+            // The files were hashed as they were written: stamp them so the first load need not
+            // hash them again (best effort: without a stamp the load hashes).
+            let _ = crate::pack::stamp::stamp_written(&tmp, &manifest);
+            replace_dir(&tmp, out_dir, &parent, &name)
+        });
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }

@@ -345,6 +345,30 @@ fn bad_gguf_metadata_is_a_typed_error() {
     with("tokenizer.ggml.pre", None).unwrap();
 }
 
+#[test]
+fn merges_that_cannot_apply_are_dropped() {
+    // The builder is tried on every merge first; one whose parts are not tokens makes it fall
+    // back to the filtered list, which tokenizes exactly as without that merge.
+    let good = vocab_metadata("gpt-2");
+    let mut bad = good.clone();
+    match bad.get_mut("tokenizer.ggml.merges") {
+        Some(MetaValue::Array(MetaArray::String(m))) => m.insert(0, "no-such-token other".into()),
+        other => panic!("merges: {other:?}"),
+    }
+    let a = Tokenizer::from_files(&TokenizerFiles::Gguf(good)).unwrap();
+    let b = Tokenizer::from_files(&TokenizerFiles::Gguf(bad)).unwrap();
+    for text in [
+        "Hello world",
+        "no-such-token other",
+        "merging rarely helps, 1234!",
+    ] {
+        assert_eq!(
+            a.encode(text, false).unwrap(),
+            b.encode(text, false).unwrap()
+        );
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Prompts {
     logits: Vec<RefPrompt>,
