@@ -367,12 +367,7 @@ impl Llama {
                 self.scratch.rows
             )));
         }
-        if self.pos + m > self.options.max_context {
-            return Err(ModelError::ContextOverflow {
-                tokens: self.pos + m,
-                context: self.options.max_context,
-            });
-        }
+        self.check_room(m)?;
         self.ensure_program(m, head).await?;
         self.step.set(&self.gpu, self.pos as u32, m as u32);
         let mut enc = self
@@ -413,6 +408,7 @@ impl Llama {
 
     /// [`Llama::decode_step`] with a GPU timestamp around every kernel: their times.
     pub async fn profile_decode_step(&mut self) -> Result<Vec<KernelTime>> {
+        self.check_room(1)?;
         self.profile_pass(1).await
     }
 
@@ -427,23 +423,13 @@ impl Llama {
             )));
         }
         self.check_ids(tokens)?;
-        if self.pos + tokens.len() > self.options.max_context {
-            return Err(ModelError::ContextOverflow {
-                tokens: self.pos + tokens.len(),
-                context: self.options.max_context,
-            });
-        }
+        self.check_room(tokens.len())?;
         self.tokens.write_at(&self.gpu, self.pos, tokens)?;
         self.profile_pass(tokens.len()).await
     }
 
+    /// Callers have checked that `m` more tokens fit.
     async fn profile_pass(&mut self, m: usize) -> Result<Vec<KernelTime>> {
-        if self.pos + m > self.options.max_context {
-            return Err(ModelError::ContextOverflow {
-                tokens: self.pos + m,
-                context: self.options.max_context,
-            });
-        }
         self.ensure_program(m, Head::Sample).await?;
         self.step.set(&self.gpu, self.pos as u32, m as u32);
         let times = match self.programs.get(&(m, Head::Sample)) {
@@ -461,12 +447,7 @@ impl Llama {
             return Err(ModelError::Config("empty prompt".into()));
         }
         self.check_ids(tokens)?;
-        if self.pos + tokens.len() > self.options.max_context {
-            return Err(ModelError::ContextOverflow {
-                tokens: self.pos + tokens.len(),
-                context: self.options.max_context,
-            });
-        }
+        self.check_room(tokens.len())?;
         self.tokens.write_at(&self.gpu, self.pos, tokens)?;
         let chunks: Vec<usize> = tokens
             .chunks(self.options.prefill_chunk)
@@ -566,6 +547,17 @@ impl Llama {
         let mut all = self.scratch.logits.read(&self.gpu).await?;
         all.truncate(self.config.vocab_size);
         Ok(all)
+    }
+
+    /// Errors unless `n` more tokens fit in the context.
+    fn check_room(&self, n: usize) -> Result<()> {
+        if self.pos + n > self.options.max_context {
+            return Err(ModelError::ContextOverflow {
+                tokens: self.pos + n,
+                context: self.options.max_context,
+            });
+        }
+        Ok(())
     }
 
     fn check_ids(&self, tokens: &[u32]) -> Result<()> {
