@@ -221,16 +221,7 @@ fn merge_partials(h0: u32, used: u32, t: u32) {
 // inv_freq: [HD/2] f32 — rotation frequency of pair i (as rope.wgsl)
 @group(0) @binding(8) var<storage, read> inv_freq: array<f32>;
 
-// rope.wgsl's angle reduction (Cody–Waite, 2π in three parts), kept identical.
-const INV_TWO_PI: f32 = 0.15915494309189535;
-const C1: f32 = 6.28125;
-const C2: f32 = 0.0019353071693331003;
-const C3: f32 = 1.0253376e-11;
-
-fn reduce_angle(a: f32) -> f32 {
-    let k = round(a * INV_TWO_PI);
-    return ((a - k * C1) - k * C2) - k * C3;
-}
+#include rope_angle
 
 fn qkv_at(e: u32) -> f32 {
 #if VEC4

@@ -30,17 +30,7 @@ const PAIRS: u32 = (NH + 2u * KVH) * HALF;
 // step: uniform — pos of row 0, n_tokens valid rows
 @group(0) @binding(4) var<uniform> step: Step;
 
-// 2π split so that k·C1 is exact for k < 2^16 (Cody–Waite): GPU sin/cos are only accurate near
-// [-π, π], and angles reach thousands of radians at long context.
-const INV_TWO_PI: f32 = 0.15915494309189535;
-const C1: f32 = 6.28125;
-const C2: f32 = 0.0019353071693331003;
-const C3: f32 = 1.0253376e-11;
-
-fn reduce_angle(a: f32) -> f32 {
-    let k = round(a * INV_TWO_PI);
-    return ((a - k * C1) - k * C2) - k * C3;
-}
+#include rope_angle
 
 @compute @workgroup_size(WG)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

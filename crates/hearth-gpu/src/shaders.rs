@@ -119,8 +119,35 @@ fn eval(defs: &Defines, expr: &str, family: &str) -> Result<bool> {
     Ok(defs.truthy(expr))
 }
 
-/// Applies `defs` to `src` (the file of kernel family `family`).
+/// `src` with every `#include NAME` line replaced by the shipped file `shaders/NAME.wgsl` (itself
+/// expanded), before any `#if` is evaluated, so included text sees the same defines. A family's parts
+/// and the fragments families share (e.g. `rope_angle`) are files like any other.
+fn expand_includes(family: &str, src: &str, depth: usize) -> Result<String> {
+    if !src.contains("#include ") {
+        return Ok(src.to_string());
+    }
+    if depth > 4 {
+        return Err(GpuError::Preprocess {
+            family: family.into(),
+            message: "#include nested deeper than 4 (a cycle?)".into(),
+        });
+    }
+    let mut out = String::with_capacity(src.len());
+    for line in src.lines() {
+        match line.trim_start().strip_prefix("#include ") {
+            Some(name) => out += &expand_includes(family, source(name.trim())?, depth + 1)?,
+            None => {
+                out += line;
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Applies `defs` to `src` (the file of kernel family `family`), after its `#include`s.
 pub fn preprocess(family: &str, src: &str, defs: &Defines) -> Result<String> {
+    let src = &expand_includes(family, src, 0)?;
     // Stack of (this branch active, some branch of this #if already taken, parent active).
     let mut stack: Vec<(bool, bool, bool)> = Vec::new();
     let mut directives = String::new();
@@ -211,6 +238,20 @@ mod tests {
         let src = "#if A\n#if B\nab\n#else\nanb\n#endif\n#endif\n";
         let out = preprocess("t", src, &Defines::new().flag("A", false).flag("B", false)).unwrap();
         assert!(!out.contains("anb"));
+    }
+
+    #[test]
+    fn includes_expand_before_conditionals() {
+        let d = Defines::new().flag("ROPE", true);
+        let out = preprocess("t", "#if ROPE\n#include rope_angle\n#endif\n", &d).unwrap();
+        assert!(out.contains("fn reduce_angle"), "{out}");
+        let off = preprocess(
+            "t",
+            "#if ROPE\n#include rope_angle\n#endif\n",
+            &Defines::new().flag("ROPE", false),
+        );
+        assert!(!off.unwrap().contains("reduce_angle"));
+        assert!(preprocess("t", "#include no-such-file\n", &d).is_err());
     }
 
     #[test]
