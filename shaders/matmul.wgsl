@@ -9,9 +9,8 @@
 //   other by the same workgroup, so later tokens find the workgroup's rows in cache.
 // - `matmul` (prefill): 64 tokens × 64 weight rows per workgroup, K staged 32 at a time in workgroup
 //   memory (weights dequantised while being staged), each of the 256 threads accumulating a 4×4 block.
-//   COOP (native, where wgpu offers cooperative matrices with f16 16×16×16 tiles and subgroups of 32):
-//   64 tokens × 128 weight rows staged in f16, each of the 8 subgroups multiplying four 16×16 tiles on
-//   the tensor cores with f32 accumulation (see `coop_tile`).
+//   Where the device has cooperative matrices, prefill runs on the tensor cores instead:
+//   matmul_f16.wgsl.
 //
 // Fusions, chosen by defines so one file serves every variant:
 // - NORM: RMSNorm prologue. x is multiplied by gamma as it is read and Σx² is accumulated in the same
@@ -29,10 +28,6 @@
 
 #if WEB_SUBGROUPS
 enable subgroups;
-#endif
-#if COOP
-enable f16;
-enable wgpu_cooperative_matrix;
 #endif
 
 // One dispatch covers one segment: rows row_w .. row_w + rows of the bound (gate) shard, which produce
@@ -80,44 +75,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 #endif
 
-// erf to ~1.5e-7 absolute (Abramowitz & Stegun 7.1.26): WGSL has no erf, and BERT's GELU is the exact one.
-fn erf(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(x) * (1.0 - poly * exp(-x * x));
-}
-
-// Bias and activation of output column `col` (global, not segment-local); not used by silu.
-fn finish(y: f32, col: u32) -> f32 {
-    var v = y;
-#if BIAS
-    v += bias[col];
-#endif
-#if EPI == gelu
-    v = 0.5 * v * (1.0 + erf(v * 0.70710678118654752));
-#endif
-    return v;
-}
-
-// Weights per 16-byte unit of a row.
-#if WEIGHT == q4 || WEIGHT == q4s
-const UW: u32 = 32u;
-#elif WEIGHT == q8
-const UW: u32 = 16u;
-#else
-const UW: u32 = 4u;
-#endif
-const KU: u32 = K / UW;   // units per weight row
-const K4: u32 = K / 4u;   // vec4 per x row
-#if WEIGHT == q4s
-const KG: u32 = (K + 63u) / 64u;  // scale words per weight row (two groups a word)
-#else
-const KG: u32 = K / 32u;  // scale words per weight row
-#endif
-const XV: u32 = UW / 4u;  // x vec4 per unit
-
-// ---- weight decoding (shared by both entry points) ----
-
 fn qword(up: bool, i: u32) -> vec4<u32> {
 #if EPI == silu
     if (up) {
@@ -136,42 +93,6 @@ fn sword(up: bool, i: u32) -> u32 {
     return sc[i];
 }
 
-// q4 codes 0..3 and 4..7 of a word (weight 8j + i sits in bits 4i .. 4i + 4 of word j). (Decoding through
-// float bit patterns instead of int → float conversions measured no faster on an H200 and rounds worse.)
-fn nib_lo(w: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
-}
-fn nib_hi(w: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
-}
-// q8: the four signed bytes of a word, sign-extended by shifting each to the top and back.
-fn sbytes(w: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<i32>(bitcast<i32>(w)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
-}
-
-// Scale word of group g (32 weights) of a row whose scale words start at `base`; for q4s the word holding
-// the group, shifted so that the group's f16 is its low half.
-fn group_word(up: bool, base: u32, g: u32) -> u32 {
-#if WEIGHT == q4s
-    return sword(up, base + g / 2u) >> (16u * (g & 1u));
-#else
-    return sword(up, base + g);
-#endif
-}
-
-#if WEIGHT == q4 || WEIGHT == q4s
-// A 4-bit group's weights as an affine map of its codes, w = code · a.x + a.y, from its group_word:
-// q4 (scale, min); q4s (d, -8d), so that d·q - 8d = d·(q - 8) exactly (both terms are exact in f32).
-fn affine(s: u32) -> vec2<f32> {
-#if WEIGHT == q4
-    return unpack2x16float(s);
-#else
-    let d = unpack2x16float(s).x;
-    return vec2<f32>(d, -8.0 * d);
-#endif
-}
-#endif
-
 // f32 weights have no scales: touching the dummy scale bindings keeps every format's layout the same.
 fn touch_scales() {
 #if WEIGHT == f32
@@ -181,6 +102,9 @@ fn touch_scales() {
 #endif
 #endif
 }
+
+#include matmul_decode
+#include matmul_epilogue
 
 // ---- matvec ----
 #if MATVEC
@@ -197,47 +121,18 @@ const BNO: u32 = 32u;  // output columns per tile: 32 gate rows and their 32 up 
 const BNO: u32 = 64u;
 #endif
 
-#if COOP
-#include matmul_coop
-#else
 // sa: [BK][BM / 4] vec4, x tile k-major so a thread reads its 4 tokens at one k as one vec4
 var<workgroup> sa: array<vec4<f32>, 512>;
 // sb: [BK][BN / 4] vec4, dequantised weight tile k-major so a thread reads its 4 columns as one vec4
 var<workgroup> sb: array<vec4<f32>, 512>;
-#endif
-
-// Eight dequantised weights of shard row `row`, columns k .. k + 8 (k a multiple of 8).
-fn load_w8(up: bool, row: u32, k: u32) -> array<vec4<f32>, 2> {
-#if WEIGHT == q4 || WEIGHT == q4s
-    let i = row * (K / 8u) + k / 8u;
-    let w = qword(up, i / 4u)[i % 4u];
-    let a = affine(group_word(up, row * KG, k / 32u));
-    return array<vec4<f32>, 2>(nib_lo(w) * a.x + a.y, nib_hi(w) * a.x + a.y);
-#elif WEIGHT == q8
-    let i = row * (K / 4u) + k / 4u;
-    let q = qword(up, i / 4u);
-    let w = select(q.xy, q.zw, (i & 2u) != 0u);
-    let d = bitcast<f32>(group_word(up, row * KG, k / 32u));
-    return array<vec4<f32>, 2>(sbytes(w.x) * d, sbytes(w.y) * d);
-#else
-    let i = row * K4 + k / 4u;
-    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(qword(up, i)), bitcast<vec4<f32>>(qword(up, i + 1u)));
-#endif
-}
 
 // Output tile: tokens wid.y * 64 .. + 64, segment columns wid.x * BNO .. + BNO.
 @compute @workgroup_size(256)
 fn matmul(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
-#if COOP
-    @builtin(subgroup_id) sg: u32,
-#endif
 ) {
     touch_scales();
-#if COOP
-    coop_tile(lid, wid, sg);
-#else
     let tx = lid % 16u;  // tile columns tx * 4 .. + 4
     let ty = lid / 16u;  // tile tokens ty * 4 .. + 4
     let cb = wid.x * BNO;
@@ -332,6 +227,5 @@ fn matmul(
             }
         }
     }
-#endif
 }
 #endif

@@ -1,6 +1,7 @@
 //! The GPU context: adapter and device with their real limits, feature flags that select kernel
 //! variants at run time, and the pipeline cache. One code path natively and on WebGPU.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
@@ -19,7 +20,7 @@ pub struct GpuFeatures {
     /// Timestamp queries (per-kernel profiling).
     pub timestamps: bool,
     /// Cooperative matrices (tensor cores) with f16 16×16×16 tiles, f32 accumulation, subgroups of
-    /// exactly 32: the prefill mat-mul's `COOP` path. Native only (wgpu's experimental feature).
+    /// exactly 32: the prefill mat-mul of matmul_f16.wgsl. Native only (wgpu's experimental feature).
     pub coop: bool,
 }
 
@@ -85,6 +86,8 @@ struct Inner {
     features: GpuFeatures,
     max_binding: u64,
     pipelines: PipelineCache,
+    /// Scratch buffers shared by every program on this device, by name (see [`Gpu::scratch`]).
+    scratch: Mutex<HashMap<&'static str, Arc<wgpu::Buffer>>>,
     /// Errors no error scope caught (device loss, out-of-memory in a submit…), kept for `check`.
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -231,6 +234,7 @@ impl Gpu {
             features,
             max_binding,
             pipelines: PipelineCache::default(),
+            scratch: Mutex::new(HashMap::new()),
             uncaptured,
         });
         Ok(Self { inner })
@@ -258,6 +262,47 @@ impl Gpu {
     pub fn pipelines(&self) -> &PipelineCache {
         &self.inner.pipelines
     }
+    /// A storage buffer of at least `bytes` for intermediate values that live only from one dispatch
+    /// to the next within a program (the tensor-core mat-mul's f16 operands). Every program on this
+    /// device shares the buffer of a name: programs run one after the other, and wgpu orders the
+    /// dispatches that write and read it. A larger request replaces it with a larger buffer (programs
+    /// recorded earlier keep the old one alive).
+    pub fn scratch(&self, name: &'static str, bytes: u64) -> Result<Arc<wgpu::Buffer>> {
+        let bytes = bytes.max(16).next_multiple_of(16);
+        if bytes > self.max_binding() {
+            return Err(GpuError::TooLarge {
+                what: format!("scratch `{name}`"),
+                bytes,
+                max: self.max_binding(),
+            });
+        }
+        let mut map = self
+            .inner
+            .scratch
+            .lock()
+            .map_err(|_| GpuError::Validation("poisoned".into()))?;
+        if let Some(b) = map.get(name).filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }));
+        map.insert(name, b.clone());
+        Ok(b)
+    }
+
+    /// Bytes held by the current scratch buffers (GPU memory reports).
+    pub fn scratch_bytes(&self) -> u64 {
+        self.inner
+            .scratch
+            .lock()
+            .map(|m| m.values().map(|b| b.size()).sum())
+            .unwrap_or(0)
+    }
+
     /// One line naming the adapter, for logs and benchmark records.
     pub fn describe(&self) -> String {
         let i = &self.inner.info;
@@ -306,7 +351,7 @@ impl Gpu {
 }
 
 /// Whether the adapter multiplies f16 16×16×16 tiles into f32 per subgroup, with subgroups of
-/// exactly 32 (the `COOP` mat-mul assigns 8 subgroups to a 256-thread workgroup).
+/// exactly 32 (matmul_f16.wgsl's `gemm` gives each subgroup of 32 its own tiles).
 #[cfg(not(target_arch = "wasm32"))]
 fn coop_tiles(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
     use wgpu::CooperativeScalarType as T;
@@ -315,8 +360,8 @@ fn coop_tiles(adapter: &wgpu::Adapter, info: &wgpu::AdapterInfo) -> bool {
         .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
-        // ha + hb + cs + rs of matmul.wgsl's COOP tile.
-        && adapter.limits().max_compute_workgroup_storage_size >= 48_384
+        // The smallest tensor-core mat-mul workgroup (2 × 2 subgroups, matmul/coop.rs).
+        && adapter.limits().max_compute_workgroup_storage_size >= 34_816
         && adapter.cooperative_matrix_properties().iter().any(|p| {
             (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
                 && p.ab_type == T::F16
@@ -332,8 +377,9 @@ fn coop_tiles(_: &wgpu::Adapter, _: &wgpu::AdapterInfo) -> bool {
 /// wgpu's consent token for its experimental features, taken only for cooperative matrices.
 #[allow(unsafe_code)] // wgpu marks its experimental features unsafe to opt into
 fn experimental() -> wgpu::ExperimentalFeatures {
-    // SAFETY: only EXPERIMENTAL_COOPERATIVE_MATRIX is requested under it, and only the `COOP`
-    // mat-mul uses it: tile loads and stores stay inside workgroup arrays sized for them, and the
-    // path is checked against the CPU reference wherever the adapter offers it (matmul tests).
+    // SAFETY: only EXPERIMENTAL_COOPERATIVE_MATRIX is requested under it, and only matmul_f16.wgsl
+    // uses it: its tile loads read scratch buffers allocated padded to whole tiles, its tile stores
+    // stay inside a workgroup array sized for them, and the path is checked against the CPU
+    // reference wherever the adapter offers it (matmul tests).
     unsafe { wgpu::ExperimentalFeatures::enabled() }
 }

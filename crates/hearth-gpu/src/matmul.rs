@@ -5,8 +5,9 @@
 //! - Decode (`m_rows ≤` [`MATVEC_MAX_ROWS`]): a memory-bound mat-vec streaming 16-byte weight units,
 //!   reduced with subgroups when the device has them.
 //! - Prefill: a tiled mat-mat (64 tokens × 64 weight rows per workgroup, 4×4 per thread, f32 FMA), or
-//!   where the device has cooperative matrices ([`crate::GpuFeatures::coop`]) 64 × 128 tiles on the
-//!   tensor cores (f16 operands, f32 accumulation). `HEARTH_NO_COOP=1` forces the portable path.
+//!   where the device has cooperative matrices ([`crate::GpuFeatures::coop`]) a product on the tensor
+//!   cores over f16 copies of x and of the weights (`coop`). `HEARTH_NO_COOP=1` forces the portable
+//!   path.
 //!
 //! One dispatch per *segment*. Without SiLU gating a segment is a shard of the weight. With it, the
 //! weight's rows are `[gate; up]` (`GpuMatrix::upload_rows(&[gate, up])`: stacked as
@@ -73,6 +74,9 @@ pub(crate) struct Tune {
     /// Target steps over K per thread: the workgroup has (16-byte units per row) / iters threads,
     /// rounded up to a power of two and clamped to 32..=128.
     pub iters: u32,
+    /// Tensor-core mat-mul workgroup: subgroups along the tokens and along the weight rows.
+    pub coop_wgm: u32,
+    pub coop_wgn: u32,
 }
 
 impl Tune {
@@ -96,18 +100,31 @@ impl Tune {
             WeightFormat::Q4 | WeightFormat::Q4S => Tune {
                 groups: 2,
                 iters: 2,
+                ..COOP_SHAPE
             },
             WeightFormat::Q8 => Tune {
                 groups: 1,
                 iters: 4,
+                ..COOP_SHAPE
             },
             WeightFormat::F32 => Tune {
                 groups: 1,
                 iters: 16,
+                ..COOP_SHAPE
             },
         }
     }
 }
+
+/// The tensor-core mat-mul's workgroup shape (only its `coop_*` fields are used): 4 × 2 subgroups,
+/// 128 tokens × 128 weight rows (H200 `matmul_sweep`, 2026-11-21: qkv at 2,048 tokens 105 TFLOP/s
+/// against 70 with 2 × 2).
+const COOP_SHAPE: Tune = Tune {
+    groups: 1,
+    iters: 1,
+    coop_wgm: 4,
+    coop_wgn: 2,
+};
 
 /// Tokens per mat-mat tile.
 const MM_BM: u32 = 64;
@@ -258,6 +275,11 @@ pub(crate) async fn linear_tuned(
         return Ok(vec![]);
     }
     let segs = segments(w, gated)?;
+    let matvec = m_rows <= MATVEC_MAX_ROWS;
+    if !matvec && gpu.features().coop && coop::fits(gpu, m_rows, k, gated, tune) {
+        return coop::linear_coop(gpu, spec, &segs, x, x_row_offset, m_rows, out, n_out, tune)
+            .await;
+    }
 
     let mut defs = Defines::new()
         .sym("WEIGHT", w.format.sym())
@@ -268,8 +290,6 @@ pub(crate) async fn linear_tuned(
     if let Some((_, eps)) = spec.norm {
         defs = defs.f32("EPS", eps);
     }
-    let matvec = m_rows <= MATVEC_MAX_ROWS;
-    let coop = !matvec && gpu.features().coop;
     // Output columns per mat-vec workgroup.
     let mv_cols = if gated { 4 } else { 4 * tune.groups };
     let kernel = if matvec {
@@ -289,7 +309,7 @@ pub(crate) async fn linear_tuned(
             .flag("WEB_SUBGROUPS", cfg!(target_arch = "wasm32") && f.subgroups);
         gpu.kernel(KernelKey::new("matmul", "matvec", defs)).await?
     } else {
-        defs = defs.flag("MATVEC", false).flag("COOP", coop);
+        defs = defs.flag("MATVEC", false);
         gpu.kernel(KernelKey::new("matmul", "matmul", defs)).await?
     };
 
@@ -329,12 +349,8 @@ pub(crate) async fn linear_tuned(
         let grid = if matvec {
             elementwise::grid(gpu, s.rows, mv_cols)
         } else {
-            // Output columns per tile (see matmul.wgsl): the COOP tile has twice the weight rows.
-            let bno = match (coop, gated) {
-                (false, true) => 32,
-                (false, false) | (true, true) => 64,
-                (true, false) => 128,
-            };
+            // Output columns per tile (see matmul.wgsl).
+            let bno = if gated { 32 } else { 64 };
             [
                 u32_of(s.rows.div_ceil(bno), "column tiles")?,
                 u32_of(m_rows.div_ceil(MM_BM as usize), "row tiles")?,
@@ -412,6 +428,7 @@ pub fn linear_ref(
     }
 }
 
+mod coop;
 #[cfg(test)]
 mod tests;
 

@@ -247,6 +247,9 @@ impl Gpu {
 #[cfg(not(target_arch = "wasm32"))]
 const UNCHECKED: &[&str] = &[
     "matmul::matmul",
+    "matmul_f16::stage_x",
+    "matmul_f16::stage_w",
+    "matmul_f16::gemm",
     "attention::prefill",
     "attention::decode",
     "norm::norm",

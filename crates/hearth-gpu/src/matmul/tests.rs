@@ -158,48 +158,71 @@ fn sweep(gpu: &Gpu, k: usize, ms: &[usize], norms: &[bool]) {
     }
 }
 
-/// The `COOP` (cooperative-matrix) mat-mul goes WGSL → naga IR → validation → SPIR-V for every
-/// format and fusion on any machine: CI's adapters have no tensor cores, and without this a broken
-/// COOP variant would only show on a GPU that has them.
+/// The tensor-core passes (`matmul_f16.wgsl`) go WGSL → naga IR → validation → SPIR-V for every
+/// format, fusion and workgroup shape on any machine: CI's adapters have no tensor cores, and without
+/// this a broken variant would only show on a GPU that has them.
 #[test]
 fn coop_variants_validate_and_translate_to_spirv() {
     use naga::back::spv;
     use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let base = Defines::new().u32("K", 2048);
+    let mut variants = Vec::new();
+    for norm in [false, true] {
+        let d = base.clone().sym("PASS", "stage_x").flag("NORM", norm);
+        variants.push(("stage_x", d.f32("EPS", 1e-5)));
+    }
     for format in FORMATS {
-        for epi in EPILOGUES {
-            for norm in [false, true] {
-                let bias = epi == Epilogue::Gelu;
-                let defs = Defines::new()
-                    .sym("WEIGHT", format.sym())
-                    .u32("K", 2048)
-                    .flag("NORM", norm)
-                    .f32("EPS", 1e-5)
-                    .flag("BIAS", bias)
-                    .sym("EPI", epi.sym())
-                    .flag("MATVEC", false)
-                    .flag("COOP", true);
-                let what = format!("{format:?} {epi:?} norm={norm}");
-                let src = crate::shaders::preprocess(
-                    "matmul",
-                    crate::shaders::source("matmul").unwrap(),
-                    &defs,
-                )
-                .unwrap();
-                let module = naga::front::wgsl::parse_str(&src)
-                    .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
-                let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-                    .validate(&module)
-                    .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
-                let pipeline = spv::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: "matmul".into(),
-                };
-                let words =
-                    spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert!(words.len() > 100, "{what}");
-            }
+        let d = base.clone().sym("PASS", "stage_w");
+        variants.push(("stage_w", d.sym("WEIGHT", format.sym())));
+    }
+    for epi in EPILOGUES {
+        for (wgm, wgn) in [(2, 2), (4, 2), (2, 4), (1, 1)] {
+            let d = base.clone().sym("PASS", "gemm").sym("EPI", epi.sym());
+            let d = d.flag("BIAS", epi == Epilogue::Gelu).u32("WGM", wgm);
+            variants.push(("gemm", d.u32("WGN", wgn)));
         }
+    }
+    for (entry, defs) in variants {
+        let what = format!("{entry} {defs:?}");
+        let src = crate::shaders::preprocess(
+            "matmul_f16",
+            crate::shaders::source("matmul_f16").unwrap(),
+            &defs,
+        )
+        .unwrap();
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+        if entry == "gemm" {
+            // The launcher picks shapes by this size (over the device's limit, a pipeline may hang).
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).unwrap();
+            let bytes: u64 = module
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+                .map(|(_, v)| u64::from(layouter[v.ty].size))
+                .sum();
+            let shape = |name| match defs.get(name) {
+                Some(crate::shaders::Value::U32(v)) => *v,
+                _ => unreachable!(),
+            };
+            let tune = Tune {
+                coop_wgm: shape("WGM"),
+                coop_wgn: shape("WGN"),
+                ..COOP_SHAPE
+            };
+            assert_eq!(bytes, coop::workgroup_bytes(tune), "{what}");
+        }
+        let pipeline = spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: entry.into(),
+        };
+        let words = spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(words.len() > 100, "{what}");
     }
 }
 
@@ -250,7 +273,8 @@ fn path_selection_follows_batch_size_and_features() {
             epilogue: Epilogue::Store,
             bias: None,
         };
-        for (m, entry) in [(1, "matvec"), (MATVEC_MAX_ROWS, "matvec"), (9, "matmul")] {
+        let mm = if f.coop { "stage_x" } else { "matmul" };
+        for (m, entry) in [(1, "matvec"), (MATVEC_MAX_ROWS, "matvec"), (9, mm)] {
             let d = block(linear(&gpu, &spec, &x, 0, m, &out)).unwrap();
             let key = &d[0].kernel.key;
             assert_eq!(key.entry, entry, "m = {m}");

@@ -238,11 +238,13 @@ impl Llama {
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes
     }
-    /// GPU memory held by the model: weights, KV cache and activations.
+    /// GPU memory held by the model: weights, KV cache and activations (with the device's shared
+    /// scratch buffers, which the tensor-core prefill uses).
     pub fn gpu_bytes(&self) -> u64 {
         let s = &self.scratch;
         self.weight_bytes
             + self.cache.bytes()
+            + self.gpu.scratch_bytes()
             + [
                 s.x.bytes(),
                 s.qkv.bytes(),

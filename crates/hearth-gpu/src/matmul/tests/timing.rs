@@ -128,7 +128,11 @@ fn matvec_sweep() {
             let reps = (2e8 / w.bytes() as f64).clamp(10.0, 500.0) as usize;
             for groups in [1, 2] {
                 for iters in [1, 2, 4, 16] {
-                    let tune = Tune { groups, iters };
+                    let tune = Tune {
+                        groups,
+                        iters,
+                        ..COOP_SHAPE
+                    };
                     let mut p = Program::new();
                     for _ in 0..reps {
                         p.extend(block(linear_tuned(&gpu, &spec, &x, 0, 1, &out, tune)).unwrap());
@@ -146,40 +150,237 @@ fn matvec_sweep() {
     }
 }
 
-/// Mat-mat throughput on a real GPU: `cargo test -p hearth-gpu --release matmul_sweep -- --ignored --nocapture`.
+/// Mat-mat throughput on a real GPU, for Llama-3.2-1B's four layer matrices at prefill sizes and
+/// (with cooperative matrices) each tensor-core workgroup shape:
+/// `cargo test -p hearth-gpu --release matmul_sweep -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn matmul_sweep() {
     let gpu = gpu();
     eprintln!("{}", gpu.describe());
-    for (format, m, n, k) in [
-        (WeightFormat::Q4, 512, 2048, 2048),
-        (WeightFormat::Q4, 512, 16384, 2048),
-        (WeightFormat::Q4, 2048, 4096, 4096),
-        (WeightFormat::Q4S, 2048, 4096, 4096),
-        (WeightFormat::Q8, 512, 4096, 4096),
-        (WeightFormat::F32, 512, 4096, 4096),
+    let shapes: &[(u32, u32)] = if gpu.features().coop {
+        &[(4, 2), (4, 1), (2, 2), (8, 1)]
+    } else {
+        &[(2, 2)]
+    };
+    // (what, m, rows, k, norm, epilogue)
+    for (what, m, n, k, norm, epi) in [
+        ("qkv", 2048, 3072, 2048, true, Epilogue::Store),
+        ("o_proj", 2048, 2048, 2048, false, Epilogue::Accumulate),
+        ("gate_up", 2048, 16384, 2048, true, Epilogue::SiluGate),
+        ("down", 2048, 2048, 8192, false, Epilogue::Accumulate),
+        ("gate_up", 512, 16384, 2048, true, Epilogue::SiluGate),
     ] {
-        let hm = host(format, n, k, 1);
+        let hm = host(WeightFormat::Q4S, n, k, 1);
         let w = GpuMatrix::upload(&gpu, "w", &hm).unwrap();
+        let gamma = Tensor::from_slice(&gpu, "g", &[k], &vec![1.0; k]).unwrap();
         let spec = LinearSpec {
             weight: &w,
-            norm: None,
-            epilogue: Epilogue::Store,
+            norm: norm.then_some((&gamma, 1e-5)),
+            epilogue: epi,
             bias: None,
         };
         let x = Tensor::from_slice(&gpu, "x", &[m, k], &random(2, m * k, 1.0)).unwrap();
-        let out = Tensor::<f32>::zeros(&gpu, "out", &[m, n]).unwrap();
-        let reps = 20;
-        let mut p = Program::new();
-        for _ in 0..reps {
-            p.extend(block(linear(&gpu, &spec, &x, 0, m, &out)).unwrap());
+        let n_out = if epi == Epilogue::SiluGate { n / 2 } else { n };
+        let out = Tensor::<f32>::zeros(&gpu, "out", &[m, n_out]).unwrap();
+        for &(coop_wgm, coop_wgn) in shapes {
+            let tune = Tune {
+                coop_wgm,
+                coop_wgn,
+                ..Tune::for_shape(WeightFormat::Q4S, n, k)
+            };
+            let reps = 10;
+            let mut p = Program::new();
+            for _ in 0..reps {
+                p.extend(block(linear_tuned(&gpu, &spec, &x, 0, m, &out, tune)).unwrap());
+            }
+            // The tensor-core product alone, and its staging passes alone.
+            let part = |gemm: bool| Program {
+                dispatches: p
+                    .dispatches
+                    .iter()
+                    .filter(|d| (d.kernel.key.entry == "gemm") == gemm)
+                    .cloned()
+                    .collect(),
+            };
+            if gpu.features().coop {
+                let (g, st) = (part(true), part(false));
+                let (dg, ds) = (time_program(&gpu, &g, reps), time_program(&gpu, &st, reps));
+                eprintln!(
+                    "  gemm alone {:9.1} us {:7.2} TFLOP/s, staging alone {:9.1} us",
+                    dg * 1e6,
+                    2.0 * (m * n * k) as f64 / dg / 1e12,
+                    ds * 1e6
+                );
+            }
+            let dt = time_program(&gpu, &p, reps);
+            eprintln!(
+                "{what:8} m={m:5} [{n:5}, {k:5}] wg {coop_wgm}x{coop_wgn}: {:9.1} us {:7.2} TFLOP/s",
+                dt * 1e6,
+                2.0 * (m * n * k) as f64 / dt / 1e12
+            );
         }
-        let dt = time_program(&gpu, &p, reps);
+    }
+}
+
+/// What the tensor cores give through wgpu's cooperative matrices on this adapter, apart from any
+/// mat-mul's memory traffic: 4 subgroups per workgroup, each multiplying 2 × 4 f16 tiles into 8 f32
+/// accumulators `ITERS` times, with the operands in registers (`regs`), reloaded from workgroup
+/// memory (`shared`) or from a storage buffer (`global`) every iteration.
+/// `cargo test -p hearth-gpu --release coop_peak -- --ignored --nocapture`.
+#[test]
+#[ignore]
+#[allow(unsafe_code)] // the kernel is unchecked like the real ones (naga's loop counters cost 10×)
+fn coop_peak() {
+    const ITERS: u32 = 1024;
+    const GROUPS: u32 = 4096;
+    let body = |load: &str| {
+        format!(
+            "enable f16;\nenable wgpu_cooperative_matrix;\n\
+@group(0) @binding(0) var<storage, read> src: array<f16>;\n\
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;\n\
+var<workgroup> sh: array<f16, 4096>;\n\
+alias A16 = coop_mat16x16<f16, A>;\nalias B16 = coop_mat16x16<f16, B>;\nalias C32 = coop_mat16x16<f32, C>;\n\
+@compute @workgroup_size(128)\n\
+fn main(@builtin(local_invocation_index) t: u32, @builtin(subgroup_id) sg: u32, @builtin(workgroup_id) wid: vec3<u32>) {{\n\
+  for (var i = t; i < 4096u; i += 128u) {{ sh[i] = src[i]; }}\n\
+  workgroupBarrier();\n\
+  var x0 = coopLoadT<A16>(&sh[0], 16u); var x1 = coopLoadT<A16>(&sh[256], 16u);\n\
+  var w0 = coopLoad<B16>(&sh[512], 16u); var w1 = coopLoad<B16>(&sh[768], 16u);\n\
+  var w2 = coopLoad<B16>(&sh[1024], 16u); var w3 = coopLoad<B16>(&sh[1280], 16u);\n\
+  var c00 = C32(); var c01 = C32(); var c02 = C32(); var c03 = C32();\n\
+  var c10 = C32(); var c11 = C32(); var c12 = C32(); var c13 = C32();\n\
+  for (var it = 0u; it < {ITERS}u; it++) {{\n\
+    let o = (it & 3u) * 16u;\n{load}\
+    c00 = coopMultiplyAdd(x0, w0, c00); c01 = coopMultiplyAdd(x0, w1, c01);\n\
+    c02 = coopMultiplyAdd(x0, w2, c02); c03 = coopMultiplyAdd(x0, w3, c03);\n\
+    c10 = coopMultiplyAdd(x1, w0, c10); c11 = coopMultiplyAdd(x1, w1, c11);\n\
+    c12 = coopMultiplyAdd(x1, w2, c12); c13 = coopMultiplyAdd(x1, w3, c13);\n\
+  }}\n\
+  let d = (wid.x * 4u + sg) * 256u;\n\
+  coopStoreT(c00 + c01 + c02 + c03 + c10 + c11 + c12 + c13, &dst[d], 16u);\n\
+}}\n"
+        )
+    };
+    let from = |arr: &str| {
+        format!(
+            "    x0 = coopLoadT<A16>(&{arr}[o], 64u); x1 = coopLoadT<A16>(&{arr}[1024u + o], 64u);\n\
+    w0 = coopLoad<B16>(&{arr}[2048u + o], 64u); w1 = coopLoad<B16>(&{arr}[3072u + o], 64u);\n\
+    w2 = coopLoad<B16>(&{arr}[2048u + 16u + o], 64u); w3 = coopLoad<B16>(&{arr}[3072u + 16u + o], 64u);\n"
+        )
+    };
+    // Operands streamed like a mat-mul's: rows 2,048 halves apart, k advancing 16 each iteration
+    // through 128 steps (a 512 KiB region, cache-resident).
+    let wide = "    let q = (it & 127u) * 16u;\n\
+    x0 = coopLoadT<A16>(&src[q], 2048u); x1 = coopLoadT<A16>(&src[32768u + q], 2048u);\n\
+    w0 = coopLoad<B16>(&src[65536u + q], 2048u); w1 = coopLoad<B16>(&src[98304u + q], 2048u);\n\
+    w2 = coopLoad<B16>(&src[131072u + q], 2048u); w3 = coopLoad<B16>(&src[163840u + q], 2048u);\n";
+    // Workgroup memory with rows padded to 24 halves (no bank conflicts between rows).
+    let padded = "    x0 = coopLoadT<A16>(&sh[o], 24u); x1 = coopLoadT<A16>(&sh[512u + o], 24u);\n\
+    w0 = coopLoad<B16>(&sh[1024u + o], 24u); w1 = coopLoad<B16>(&sh[1536u + o], 24u);\n\
+    w2 = coopLoad<B16>(&sh[2048u + o], 24u); w3 = coopLoad<B16>(&sh[2560u + o], 24u);\n";
+    let variants = [
+        ("regs", body("")),
+        ("shared", body(&from("sh"))),
+        ("shared24", body(padded)),
+        ("global", body(&from("src"))),
+        ("wide", body(wide)),
+    ];
+    for (name, src) in &variants {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    }
+    let gpu = gpu();
+    if !gpu.features().coop {
+        eprintln!("no cooperative matrices on {}", gpu.describe());
+        return;
+    }
+    let src_h: Vec<u16> = (0..262_144)
+        .map(|i| half_bits(((i % 7) as f32 - 3.0) / 64.0))
+        .collect();
+    let src = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("src"),
+        size: 2 * 262_144,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let bytes: Vec<u8> = src_h.iter().flat_map(|h| h.to_le_bytes()).collect();
+    gpu.queue().write_buffer(&src, 0, &bytes);
+    let dst = Tensor::<f32>::zeros(&gpu, "dst", &[(GROUPS * 4 * 256) as usize]).unwrap();
+    for (name, text) in variants {
+        let module = unsafe {
+            gpu.device().create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some("coop_peak"),
+                    source: wgpu::ShaderSource::Wgsl(text.into()),
+                },
+                wgpu::ShaderRuntimeChecks::unchecked(),
+            )
+        };
+        let pipeline = gpu
+            .device()
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("coop_peak"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let bg = gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: src.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: dst.buffer().as_entire_binding(),
+                },
+            ],
+        });
+        let run = |reps: usize| {
+            let t = std::time::Instant::now();
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bg, &[]);
+                for _ in 0..reps {
+                    pass.dispatch_workgroups(GROUPS, 1, 1);
+                }
+            }
+            gpu.queue().submit([enc.finish()]);
+            gpu.poll_wait();
+            t.elapsed().as_secs_f64() / reps as f64
+        };
+        run(3);
+        let dt = run(10);
+        let flop = 2.0 * 16.0 * 16.0 * 16.0 * 8.0 * ITERS as f64 * 4.0 * GROUPS as f64;
         eprintln!(
-            "{format:?} m={m} [{n}, {k}]: {:8.1} us {:7.2} TFLOP/s",
+            "coop_peak {name:6}: {:8.1} us per dispatch, {:7.1} TFLOP/s",
             dt * 1e6,
-            2.0 * (m * n * k) as f64 / dt / 1e12
+            flop / dt / 1e12
         );
     }
+}
+
+/// f16 bits of `x` (round toward zero; exact for the small multiples of 1/64 used above).
+fn half_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let a = x.abs();
+    if a == 0.0 {
+        return sign;
+    }
+    let e = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    sign | ((e as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
