@@ -1,21 +1,23 @@
 // Prefill linear layers on the tensor cores (cooperative matrices: f16 operands, f32 accumulation):
-//   out[m, col0 + c] (= or +=) f(a[m, :] · b[c, :]),  m < m_rows, c < cols,
-// where a = f16(x rows, RMS-normalised with NORM) and b = f16(dequantised weight rows), staged in
-// scratch buffers by the first two passes so that the product loads its 16×16 operand tiles straight
-// from memory: no workgroup staging and no barrier in the K loop (an earlier version dequantised into
-// workgroup memory inside the product and was bound by that staging; docs/benchmarks.md). PASS:
+//   out[m, col0 + c] (= or +=) f(a[m, k0 .. k0 + KC] · b[c, :]),  m < m_rows, c < cols,
+// where a = f16(x rows, RMS-normalised with NORM) and b = f16(a slab of dequantised weight rows,
+// columns k0 .. k0 + KC), staged in scratch buffers by the first two passes. PASS:
 //   stage_x — a[m, :] = f16(x[src0 + m, :] (· gamma / rms)); one workgroup per row.
-//   stage_w — b[dst0 + r, :] = f16(W[src0 + r, :]) for r < rows, W a shard in any format; a thread
-//             per 8 weights.
-//   gemm    — the product over one slab of b. A workgroup is WGM × WGN subgroups of 32; each subgroup
-//             multiplies 32 tokens by 64 slab rows (2 × 4 tiles). With EPI == silu the slab holds the
-//             gate rows from 0 and their up rows from up_off, and a subgroup's four column tiles are
-//             two gate tiles and the two matching up tiles (32 output columns). Results leave through
-//             one 16×16 f32 tile per subgroup in workgroup memory (silu: a gate and an up tile), so
-//             partial tiles are stored with bounds checks and the epilogue sees whole rows.
+//   stage_w — b[dst0 + r, :] = f16(W[src0 + r, k0 .. k0 + KC]) for r < rows, W a shard in any format;
+//             a thread per 8 weights.
+//   gemm    — the product over one slab. A workgroup is WGM × WGN subgroups of 32 and multiplies
+//             32·WGM tokens by 64·WGN slab rows, each subgroup 2 × 4 tiles of 16×16. Every 32 k, the
+//             workgroup copies its rows of a and b into workgroup memory (double-buffered: the next
+//             copy is in flight while the tensor cores read the current one), because tile loads
+//             straight from a storage buffer ran ~13× slower on an H200 (matmul tests' coop_peak).
+//             With EPI == silu the slab holds the gate rows from 0 and their up rows from up_off,
+//             and a subgroup's four column tiles are two gate tiles and the two matching up tiles.
+//             Results leave through a 16×16 f32 tile per subgroup in workgroup memory, so partial
+//             tiles are stored with bounds checks and the epilogue sees whole rows.
 // The launcher allocates a and b padded to whole workgroup tiles, so every tile load is in bounds;
 // padding rows hold stale values that reach only output rows or columns that are never stored.
-// Defines: PASS, K (a multiple of 32); stage_x: NORM, EPS; stage_w: WEIGHT; gemm: EPI, BIAS, WGM, WGN.
+// Defines: PASS, K (a's row width, a multiple of 32); stage_x: NORM, EPS; stage_w: WEIGHT, KC (the
+// slab's width, a multiple of 32); gemm: KC, EPI, BIAS, WGM, WGN.
 
 enable f16;
 #if PASS == gemm
@@ -31,6 +33,10 @@ struct Params {
     src0: u32,    // stage_x: first x row; stage_w: first shard row
     dst0: u32,    // stage_w: first slab row
     rows: u32,    // stage_w: rows to convert
+    k0: u32,      // stage_w, gemm: first k of the slab (a multiple of 32)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // p: this dispatch's rows and columns
@@ -85,7 +91,7 @@ fn stage_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>;
 // sc: [shard rows, KG] u32 scale words (f32 weights: a 1-word dummy)
 @group(0) @binding(2) var<storage, read> sc: array<u32>;
-// b: [slab rows, K / 4] vec4<f16>
+// b: [slab rows, KC / 4] vec4<f16>
 @group(0) @binding(3) var<storage, read_write> b: array<vec4<f16>>;
 
 fn qword(up: bool, i: u32) -> vec4<u32> {
@@ -102,13 +108,13 @@ fn stage_w(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     _ = sc[0];
 #endif
     let i = gid.x + gid.y * nw.x * 256u;
-    let r = i / (K / 8u);
+    let r = i / (KC / 8u);
     if (r >= p.rows) {
         return;
     }
-    let k = (i % (K / 8u)) * 8u;
-    let w = load_w8(false, p.src0 + r, k);
-    let o = (p.dst0 + r) * K4 + k / 4u;
+    let k = (i % (KC / 8u)) * 8u;
+    let w = load_w8(false, p.src0 + r, p.k0 + k);
+    let o = (p.dst0 + r) * (KC / 4u) + k / 4u;
     b[o] = vec4<f16>(w[0]);
     b[o + 1u] = vec4<f16>(w[1]);
 }
@@ -116,7 +122,7 @@ fn stage_w(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 #else
 // a: [tokens padded to TM, K / 4] vec4<f16> (stage_x)
 @group(0) @binding(1) var<storage, read> a: array<vec4<f16>>;
-// b: [slab rows padded to TN (silu: gate and up blocks, each padded), K / 4] vec4<f16> (stage_w)
+// b: [slab rows padded to TN (silu: gate and up blocks, each padded), KC / 4] vec4<f16> (stage_w)
 @group(0) @binding(2) var<storage, read> b: array<vec4<f16>>;
 // out: [m_rows, n_out] f32
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -145,6 +151,7 @@ const TB: u32 = 64u * WGN;
 const BK4: u32 = 8u;
 const LD4: u32 = 10u;
 const K4: u32 = K / 4u;
+const KC4: u32 = KC / 4u;
 // sa: [2][TM][LD4] vec4<f16>, the x tile of this step and of the next (double buffer)
 var<workgroup> sa: array<vec4<f16>, 2u * TM * LD4>;
 // sb: [2][TB][LD4] vec4<f16>, the weight tile likewise (silu: TB / 2 gate rows, then their up rows)
@@ -202,7 +209,7 @@ fn fetch(t: u32, xrow: u32, wrow0: u32, k4: u32) -> Stage {
     var st: Stage;
     for (var i = 0u; i < TM * BK4 / NT; i++) {
         let e = t + i * NT;
-        st.x[i] = a[(xrow + e / BK4) * K4 + k4 + e % BK4];
+        st.x[i] = a[(xrow + e / BK4) * K4 + p.k0 / 4u + k4 + e % BK4];
     }
     for (var i = 0u; i < TB * BK4 / NT; i++) {
         let e = t + i * NT;
@@ -213,7 +220,7 @@ fn fetch(t: u32, xrow: u32, wrow0: u32, k4: u32) -> Stage {
 #else
         let row = wrow0 + r;
 #endif
-        st.w[i] = b[row * K4 + k4 + e % BK4];
+        st.w[i] = b[row * KC4 + k4 + e % BK4];
     }
     return st;
 }
@@ -259,10 +266,10 @@ fn gemm(
     var c13 = C32();
     park(t, fetch(t, xrow, wrow0, 0u), 0u);
     workgroupBarrier();
-    for (var k4 = 0u; k4 < K4; k4 += BK4) {
+    for (var k4 = 0u; k4 < KC4; k4 += BK4) {
         let buf = (k4 / BK4) & 1u;
         // The last step fetches itself again into the idle buffer, which nobody reads.
-        let next = fetch(t, xrow, wrow0, min(k4 + BK4, K4 - BK4));
+        let next = fetch(t, xrow, wrow0, min(k4 + BK4, KC4 - BK4));
         for (var kk = 0u; kk < BK4; kk += 4u) {
             let ab = (buf * TM + sm * 32u) * LD4 + kk;
             let bb = buf * TB * LD4 + kk;

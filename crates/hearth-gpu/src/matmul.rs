@@ -77,6 +77,8 @@ pub(crate) struct Tune {
     /// Tensor-core mat-mul workgroup: subgroups along the tokens and along the weight rows.
     pub coop_wgm: u32,
     pub coop_wgn: u32,
+    /// Weights dequantised per tensor-core slab (a parameter so tests can force several slabs).
+    pub coop_slab: usize,
 }
 
 impl Tune {
@@ -124,6 +126,7 @@ const COOP_SHAPE: Tune = Tune {
     iters: 1,
     coop_wgm: 4,
     coop_wgn: 2,
+    coop_slab: coop::SLAB_HALVES,
 };
 
 /// Tokens per mat-mat tile.

@@ -2,9 +2,10 @@
 //! device has cooperative matrices ([`crate::GpuFeatures::coop`]):
 //!
 //! 1. `stage_x`: the input rows, RMS-normalised when the layer has a norm, as f16 into the scratch `a`;
-//! 2. per slab of at most [`SLAB_HALVES`] weights: `stage_w` dequantises the slab's rows to f16 into
-//!    the scratch `b` (for SiLU gating, its gate rows and then its up rows), and `gemm` multiplies on
-//!    the tensor cores with f32 accumulation and applies the epilogue.
+//! 2. per slab of at most [`SLAB_HALVES`] weights (a range of rows and, for plain sums, of K):
+//!    `stage_w` dequantises the slab to f16 into the scratch `b` (for SiLU gating, its gate rows and
+//!    then its up rows), and `gemm` multiplies on the tensor cores with f32 accumulation and applies
+//!    the epilogue (later K slabs of the same rows accumulate).
 //!
 //! Both scratch buffers are [`Gpu::scratch`] buffers shared by every linear layer of every program on
 //! the device, so the f16 copies cost one slab and one activation block, not a copy of the weights.
@@ -91,9 +92,24 @@ pub(super) async fn linear_coop(
     let m_pad = m_rows.next_multiple_of(tm);
     let a = gpu.scratch(A, (m_pad * k * 2) as u64)?;
 
+    // K per slab: all of it where the epilogue is not a plain sum (SiLU gating, GELU, a bias);
+    // otherwise the largest even split of K (multiple of 32) that keeps every row of the matrix in
+    // one slab, so that each product's grid spans all output columns (Llama's down projection,
+    // K = 8,192: two halves, not two narrow slabs of 1,024 rows).
+    let halves = tune.coop_slab.min((gpu.max_binding() / 2) as usize);
+    let plain =
+        matches!(spec.epilogue, Epilogue::Store | Epilogue::Accumulate) && spec.bias.is_none();
+    let n_pad = w.rows.next_multiple_of(tn);
+    let kc = if plain {
+        (1..=k / 32)
+            .map(|chunks| k / chunks)
+            .find(|&kc| k.is_multiple_of(kc) && kc.is_multiple_of(32) && n_pad * kc <= halves)
+            .unwrap_or(32)
+    } else {
+        k
+    };
     // Output columns per slab: whole workgroup tiles, at least one.
-    let per_col = if gated { 2 * k } else { k };
-    let halves = SLAB_HALVES.min((gpu.max_binding() / 2) as usize);
+    let per_col = if gated { 2 * kc } else { kc };
     let cap = (halves / per_col / tn * tn).max(tn);
     let slabs: Vec<Slab<'_>> = segs
         .iter()
@@ -107,7 +123,7 @@ pub(super) async fn linear_coop(
         .collect();
     let slab_rows = |cols: usize| cols.next_multiple_of(tn) * if gated { 2 } else { 1 };
     let b_rows = slabs.iter().map(|s| slab_rows(s.cols)).max().unwrap_or(0);
-    let b = gpu.scratch(B, (b_rows * k * 2) as u64)?;
+    let b = gpu.scratch(B, (b_rows * kc * 2) as u64)?;
 
     let k32 = u32_of(k, "K")?;
     let stage_x = gpu
@@ -121,6 +137,7 @@ pub(super) async fn linear_coop(
                 .f32("EPS", spec.norm.map_or(0.0, |(_, e)| e)),
         ))
         .await?;
+    let kc32 = u32_of(kc, "K")?;
     let stage_w = gpu
         .kernel(KernelKey::new(
             "matmul_f16",
@@ -128,41 +145,44 @@ pub(super) async fn linear_coop(
             Defines::new()
                 .sym("PASS", "stage_w")
                 .u32("K", k32)
+                .u32("KC", kc32)
                 .sym("WEIGHT", w.format.sym()),
         ))
         .await?;
-    let gemm = gpu
-        .kernel(KernelKey::new(
+    let gemm_for = |epi: Epilogue| {
+        gpu.kernel(KernelKey::new(
             "matmul_f16",
             "gemm",
             Defines::new()
                 .sym("PASS", "gemm")
                 .u32("K", k32)
-                .sym("EPI", spec.epilogue.sym())
+                .u32("KC", kc32)
+                .sym("EPI", epi.sym())
                 .flag("BIAS", spec.bias.is_some())
                 .u32("WGM", tune.coop_wgm)
                 .u32("WGN", tune.coop_wgn),
         ))
-        .await?;
+    };
+    // The first K slab applies the epilogue; later ones (plain sums only) add to it.
+    let gemm = [
+        gemm_for(spec.epilogue).await?,
+        gemm_for(Epilogue::Accumulate).await?,
+    ];
 
-    let params =
-        |cols: usize, col0: usize, up_off: usize, src0: usize, dst0: usize, rows: usize| {
-            let words = [
-                u32_of(m_rows, "m_rows")?,
-                u32_of(cols, "columns")?,
-                u32_of(col0, "column")?,
-                u32_of(n_out, "N")?,
-                u32_of(up_off, "row")?,
-                u32_of(src0, "row")?,
-                u32_of(dst0, "row")?,
-                u32_of(rows, "rows")?,
-            ];
-            Ok::<_, crate::GpuError>(tensor::uniform(gpu, "linear_f16.params", &words))
-        };
+    // (cols, col0, up_off, src0, dst0, rows, k0): matmul_f16.wgsl's Params.
+    let params = |v: [usize; 7]| {
+        let mut words = [0u32; 12];
+        words[0] = u32_of(m_rows, "m_rows")?;
+        words[3] = u32_of(n_out, "N")?;
+        for (i, x) in [1, 2, 4, 5, 6, 7, 8].into_iter().zip(v) {
+            words[i] = u32_of(x, "index")?;
+        }
+        Ok::<_, crate::GpuError>(tensor::uniform(gpu, "linear_f16.params", &words))
+    };
     let row_bytes = 4 * (w.format.qs_words(k) + w.format.scale_words(k)) as u64;
 
     let mut ds = Vec::with_capacity(1 + 3 * slabs.len());
-    let px = params(0, 0, 0, x_row_offset, 0, 0)?;
+    let px = params([0, 0, 0, x_row_offset, 0, 0, 0])?;
     let mut bx = vec![
         px.as_entire_buffer_binding(),
         x.binding(),
@@ -176,41 +196,41 @@ pub(super) async fn linear_coop(
     for s in &slabs {
         let (seg, cols) = (s.seg, s.cols);
         let up_off = cols.next_multiple_of(tn);
-        // Gate (or only) rows to slab row 0, up rows to slab row up_off.
-        let mut parts = vec![(seg.main, seg.row_w + s.offset, 0)];
-        if let Some(u) = seg.up {
-            parts.push((u, seg.row_u + s.offset, up_off));
-        }
-        for (shard, src0, dst0) in parts {
-            let pw = params(0, 0, 0, src0, dst0, cols)?;
-            let bw = [
-                pw.as_entire_buffer_binding(),
-                shard.qs.as_entire_buffer_binding(),
-                shard.scales.as_entire_buffer_binding(),
+        for (chunk, k0) in (0..k).step_by(kc).enumerate() {
+            // Gate (or only) rows to slab row 0, up rows to slab row up_off.
+            let mut parts = vec![(seg.main, seg.row_w + s.offset, 0)];
+            if let Some(u) = seg.up {
+                parts.push((u, seg.row_u + s.offset, up_off));
+            }
+            for (shard, src0, dst0) in parts {
+                let pw = params([0, 0, 0, src0, dst0, cols, k0])?;
+                let bw = [
+                    pw.as_entire_buffer_binding(),
+                    shard.qs.as_entire_buffer_binding(),
+                    shard.scales.as_entire_buffer_binding(),
+                    b.as_entire_buffer_binding(),
+                ];
+                let grid = elementwise::grid(gpu, cols * kc / 8, 256);
+                let bytes = row_bytes * (cols * kc / k) as u64;
+                ds.push(gpu.dispatch(&stage_w, &bw, grid)?.reading(bytes));
+            }
+            let pg = params([cols, seg.col0 + s.offset, up_off, 0, 0, 0, k0])?;
+            let mut bg = vec![
+                pg.as_entire_buffer_binding(),
+                a.as_entire_buffer_binding(),
                 b.as_entire_buffer_binding(),
+                out.binding(),
             ];
-            let grid = elementwise::grid(gpu, cols * k / 8, 256);
-            ds.push(
-                gpu.dispatch(&stage_w, &bw, grid)?
-                    .reading(row_bytes * cols as u64),
-            );
+            if let Some(bias) = spec.bias {
+                bg.push(bias.binding());
+            }
+            let grid = [
+                u32_of(up_off / tn, "column tiles")?,
+                u32_of(m_pad / tm, "row tiles")?,
+                1,
+            ];
+            ds.push(gpu.dispatch(&gemm[chunk.min(1)], &bg, grid)?);
         }
-        let pg = params(cols, seg.col0 + s.offset, up_off, 0, 0, 0)?;
-        let mut bg = vec![
-            pg.as_entire_buffer_binding(),
-            a.as_entire_buffer_binding(),
-            b.as_entire_buffer_binding(),
-            out.binding(),
-        ];
-        if let Some(bias) = spec.bias {
-            bg.push(bias.binding());
-        }
-        let grid = [
-            u32_of(up_off / tn, "column tiles")?,
-            u32_of(m_pad / tm, "row tiles")?,
-            1,
-        ];
-        ds.push(gpu.dispatch(&gemm, &bg, grid)?);
     }
     Ok(ds)
 }

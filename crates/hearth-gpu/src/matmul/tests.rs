@@ -45,7 +45,12 @@ fn host(format: WeightFormat, rows: usize, cols: usize, seed: u64) -> HostMatrix
 
 /// Runs `c` on `gpu` and compares with the reference; returns the number of dispatches.
 fn check(gpu: &Gpu, c: Case, seed: u64) -> usize {
-    check_with(gpu, c, seed, &|gpu, hm| {
+    check_tuned(gpu, c, seed, None)
+}
+
+/// [`check`] with a launch shape other than the default.
+fn check_tuned(gpu: &Gpu, c: Case, seed: u64, tune: Option<Tune>) -> usize {
+    check_with(gpu, c, seed, tune, &|gpu, hm| {
         GpuMatrix::upload(gpu, "w", hm).unwrap()
     })
 }
@@ -55,6 +60,7 @@ fn check_with(
     gpu: &Gpu,
     c: Case,
     seed: u64,
+    tune: Option<Tune>,
     upload: &dyn Fn(&Gpu, &HostMatrix) -> GpuMatrix,
 ) -> usize {
     let hm = host(c.format, c.n, c.k, seed);
@@ -80,7 +86,8 @@ fn check_with(
         epilogue: c.epi,
         bias: c.bias.then_some(&bias),
     };
-    let ds = block(linear(gpu, &spec, &x, c.x_off, c.m, &out)).unwrap();
+    let tune = tune.unwrap_or(Tune::for_shape(c.format, c.n, c.k));
+    let ds = block(linear_tuned(gpu, &spec, &x, c.x_off, c.m, &out, tune)).unwrap();
     let n_dispatches = ds.len();
     let mut p = Program::new();
     p.extend(ds);
@@ -172,12 +179,16 @@ fn coop_variants_validate_and_translate_to_spirv() {
         variants.push(("stage_x", d.f32("EPS", 1e-5)));
     }
     for format in FORMATS {
-        let d = base.clone().sym("PASS", "stage_w");
+        let d = base.clone().sym("PASS", "stage_w").u32("KC", 1024);
         variants.push(("stage_w", d.sym("WEIGHT", format.sym())));
     }
     for epi in EPILOGUES {
         for (wgm, wgn) in [(2, 2), (4, 2), (2, 4), (1, 1)] {
-            let d = base.clone().sym("PASS", "gemm").sym("EPI", epi.sym());
+            let d = base
+                .clone()
+                .sym("PASS", "gemm")
+                .sym("EPI", epi.sym())
+                .u32("KC", 1024);
             let d = d.flag("BIAS", epi == Epilogue::Gelu).u32("WGM", wgm);
             variants.push(("gemm", d.u32("WGN", wgn)));
         }
@@ -223,6 +234,43 @@ fn coop_variants_validate_and_translate_to_spirv() {
         let words = spv::write_vec(&module, &info, &spv::Options::default(), Some(&pipeline))
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(words.len() > 100, "{what}");
+    }
+}
+
+/// Slabs small enough that the tensor-core path cuts the weight into several row slabs (gated,
+/// biased, GELU) or K slabs (plain sums), with every format; elsewhere it exercises the same
+/// launch through the portable path.
+#[test]
+fn tensor_core_slabs_split_rows_and_k() {
+    let gpu = gpu();
+    let tune = Tune {
+        coop_slab: 4096,
+        ..Tune::for_shape(WeightFormat::Q4S, 103, 576)
+    };
+    let mut seed = 900;
+    for format in FORMATS {
+        for (epi, norm, bias) in [
+            (Epilogue::Store, true, false),
+            (Epilogue::Accumulate, false, false),
+            (Epilogue::SiluGate, true, false),
+            (Epilogue::Gelu, false, true),
+        ] {
+            let c = Case {
+                format,
+                n: 300,
+                k: 576,
+                norm,
+                epi,
+                bias,
+                m: 37,
+                x_off: 2,
+            };
+            let d = check_tuned(&gpu, c, seed, Some(tune));
+            if gpu.features().coop {
+                assert!(d > 3, "{c:?}: expected several slabs, got {d} dispatches");
+            }
+            seed += 10;
+        }
     }
 }
 
@@ -366,7 +414,7 @@ fn stacked_parts_upload_like_their_concatenation() {
                 x_off: 0,
             };
             assert!(
-                check_with(&gpu, c, seed, &parts) > 2,
+                check_with(&gpu, c, seed, None, &parts) > 2,
                 "{c:?}: several shards"
             );
             seed += 10;
