@@ -284,6 +284,8 @@ impl Gpu {
         if let Some(b) = map.get(name).filter(|b| b.size() >= bytes) {
             return Ok(b.clone());
         }
+        // On wasm32 wgpu's handles are neither Send nor Sync; the Arc only shares them on one thread.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         let b = Arc::new(self.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,
