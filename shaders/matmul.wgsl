@@ -218,11 +218,7 @@ fn matmul(
 #else
                     let y = finish(acc[i][j], p.col0 + c);
 #endif
-#if EPI == acc
-                    out[o] += y;
-#else
-                    out[o] = y;
-#endif
+                    put(o, y);
                 }
             }
         }

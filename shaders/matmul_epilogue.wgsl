@@ -1,5 +1,6 @@
 // The linear layers' epilogue shared by matmul.wgsl and matmul_f16.wgsl (#include matmul_epilogue):
-// bias and activation. The includer defines EPI and BIAS and, with BIAS, the `bias` binding.
+// bias, activation and the store. The includer defines EPI and BIAS, the `out` binding and, with
+// BIAS, the `bias` binding.
 
 // erf to ~1.5e-7 absolute (Abramowitz & Stegun 7.1.26): WGSL has no erf, and BERT's GELU is the exact one.
 fn erf(x: f32) -> f32 {
@@ -20,3 +21,12 @@ fn finish(y: f32, col: u32) -> f32 {
     return v;
 }
 
+
+// Writes output element o: out = y, or out += y (EPI == acc: the fused residual add).
+fn put(o: u32, y: f32) {
+#if EPI == acc
+    out[o] += y;
+#else
+    out[o] = y;
+#endif
+}

@@ -189,11 +189,7 @@ fn emit(c: C32, u: C32, s0: u32, lane: u32, r0: u32, c0: u32) {
             let v = finish(y[j], p.col0 + col);
 #endif
             let o = m * p.n_out + p.col0 + col;
-#if EPI == acc
-            out[o] += v;
-#else
-            out[o] = v;
-#endif
+            put(o, v);
         }
     }
     workgroupBarrier();

@@ -283,11 +283,7 @@ fn matvec(
             y = finish(y, p.col0 + c);
 #endif
             let o = m * p.n_out + p.col0 + c;
-#if EPI == acc
-            out[o] += y;
-#else
-            out[o] = y;
-#endif
+            put(o, y);
         }
         // The next token reuses the reduction memory.
         workgroupBarrier();

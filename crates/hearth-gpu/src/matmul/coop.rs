@@ -49,8 +49,8 @@ fn shape_for(gpu: &Gpu, tune: Tune) -> Tune {
     }
 }
 
-/// One slab: `cols` output columns from `col0`, taken from shard rows `src_w..` (and `src_u..` of the
-/// up shard for SiLU gating).
+/// One slab's rows: `cols` output columns from column `offset` of segment `seg` (its gate rows and,
+/// for SiLU gating, the matching up rows).
 struct Slab<'a> {
     seg: &'a Segment<'a>,
     offset: usize,
@@ -164,10 +164,12 @@ pub(super) async fn linear_coop(
         ))
     };
     // The first K slab applies the epilogue; later ones (plain sums only) add to it.
-    let gemm = [
-        gemm_for(spec.epilogue).await?,
-        gemm_for(Epilogue::Accumulate).await?,
-    ];
+    let first = gemm_for(spec.epilogue).await?;
+    let later = if kc < k {
+        gemm_for(Epilogue::Accumulate).await?
+    } else {
+        first.clone()
+    };
 
     // (cols, col0, up_off, src0, dst0, rows, k0): matmul_f16.wgsl's Params.
     let params = |v: [usize; 7]| {
@@ -229,7 +231,8 @@ pub(super) async fn linear_coop(
                 u32_of(m_pad / tm, "row tiles")?,
                 1,
             ];
-            ds.push(gpu.dispatch(&gemm[chunk.min(1)], &bg, grid)?);
+            let gemm = if chunk == 0 { &first } else { &later };
+            ds.push(gpu.dispatch(gemm, &bg, grid)?);
         }
     }
     Ok(ds)

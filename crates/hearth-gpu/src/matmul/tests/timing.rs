@@ -302,7 +302,7 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(subgroup_id) sg: u32, 
         return;
     }
     let src_h: Vec<u16> = (0..262_144)
-        .map(|i| half_bits(((i % 7) as f32 - 3.0) / 64.0))
+        .map(|i| half::f16::from_f32(((i % 7) as f32 - 3.0) / 64.0).to_bits())
         .collect();
     let src = gpu.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("src"),
@@ -371,16 +371,4 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(subgroup_id) sg: u32, 
             flop / dt / 1e12
         );
     }
-}
-
-/// f16 bits of `x` (round toward zero; exact for the small multiples of 1/64 used above).
-fn half_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let a = x.abs();
-    if a == 0.0 {
-        return sign;
-    }
-    let e = ((b >> 23) & 0xff) as i32 - 127 + 15;
-    sign | ((e as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
