@@ -85,6 +85,25 @@ pub struct HostMatrix {
 }
 
 impl HostMatrix {
+    /// A matrix from its parts, checked ([`HostMatrix::validate`]).
+    pub fn new(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        qs: Vec<u32>,
+        scales: Vec<u32>,
+    ) -> Result<Self> {
+        let m = Self {
+            format,
+            rows,
+            cols,
+            qs,
+            scales,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
     /// Checks that the buffers match the declared shape.
     pub fn validate(&self) -> Result<()> {
         let f = self.format;

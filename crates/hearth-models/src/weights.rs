@@ -250,15 +250,7 @@ fn random_matrix(
             (qs, scales)
         }
     };
-    let m = HostMatrix {
-        format,
-        rows,
-        cols,
-        qs,
-        scales,
-    };
-    m.validate()?;
-    Ok(m)
+    Ok(HostMatrix::new(format, rows, cols, qs, scales)?)
 }
 
 #[cfg(test)]

@@ -179,15 +179,7 @@ fn matrix(t: &mut read::Tensors, name: &str, [rows, cols]: [usize; 2]) -> Result
         0 => vec![],
         sw => take(t, &format!("{name}.scales"), Dtype::U32, &[rows, sw])?,
     };
-    let m = HostMatrix {
-        format,
-        rows,
-        cols,
-        qs,
-        scales,
-    };
-    m.validate()?;
-    Ok(m)
+    Ok(HostMatrix::new(format, rows, cols, qs, scales)?)
 }
 
 fn vector(t: &mut read::Tensors, name: &str, n: usize) -> Result<Vec<f32>> {
