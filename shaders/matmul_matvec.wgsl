@@ -78,6 +78,91 @@ fn load_x(xrow: u32, u: u32, ss: ptr<function, f32>) -> XUnit {
     return r;
 }
 
+#if XQ
+// One unit of x (times gamma) rounded to int8, as llama.cpp's q8_1 activations: v ↦ round(v / d) with
+// d = max|v| / 127 over the unit. Σ w·x then needs one dot4I8Packed per four weights instead of a
+// nibble extraction, an int → float conversion and an FMA per weight. For 4-bit weights, lo[j] packs
+// x 8j, 8j+2, 8j+4, 8j+6 and hi[j] x 8j+1, 8j+3, 8j+5, 8j+7 (the low and high nibbles of word j's
+// bytes); for q8, lo[j] packs x 4j .. 4j+3. s = Σ of the unit's codes (the 4-bit offset term).
+struct XQUnit {
+    lo: vec4<u32>,
+#if WEIGHT == q4 || WEIGHT == q4s
+    hi: vec4<u32>,
+#endif
+    d: f32,
+    s: f32,
+}
+
+fn quant_x(xu: XUnit) -> XQUnit {
+    var m = max(max(abs(xu.v0), abs(xu.v1)), max(abs(xu.v2), abs(xu.v3)));
+#if WEIGHT == q4 || WEIGHT == q4s
+    m = max(m, max(max(abs(xu.v4), abs(xu.v5)), max(abs(xu.v6), abs(xu.v7))));
+#endif
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
+    let inv = select(0.0, 127.0 / amax, amax > 0.0);
+    let q0 = vec4<i32>(round(xu.v0 * inv));
+    let q1 = vec4<i32>(round(xu.v1 * inv));
+    let q2 = vec4<i32>(round(xu.v2 * inv));
+    let q3 = vec4<i32>(round(xu.v3 * inv));
+    var s = q0 + q1 + q2 + q3;
+    var r: XQUnit;
+#if WEIGHT == q4 || WEIGHT == q4s
+    let q4 = vec4<i32>(round(xu.v4 * inv));
+    let q5 = vec4<i32>(round(xu.v5 * inv));
+    let q6 = vec4<i32>(round(xu.v6 * inv));
+    let q7 = vec4<i32>(round(xu.v7 * inv));
+    s += q4 + q5 + q6 + q7;
+    r.lo = vec4<u32>(
+        pack4xI8(vec4<i32>(q0.xz, q1.xz)),
+        pack4xI8(vec4<i32>(q2.xz, q3.xz)),
+        pack4xI8(vec4<i32>(q4.xz, q5.xz)),
+        pack4xI8(vec4<i32>(q6.xz, q7.xz)),
+    );
+    r.hi = vec4<u32>(
+        pack4xI8(vec4<i32>(q0.yw, q1.yw)),
+        pack4xI8(vec4<i32>(q2.yw, q3.yw)),
+        pack4xI8(vec4<i32>(q4.yw, q5.yw)),
+        pack4xI8(vec4<i32>(q6.yw, q7.yw)),
+    );
+#else
+    r.lo = vec4<u32>(pack4xI8(q0), pack4xI8(q1), pack4xI8(q2), pack4xI8(q3));
+#endif
+    r.d = amax / 127.0;
+    r.s = f32(s.x + s.y + s.z + s.w);
+    return r;
+}
+
+#if WEIGHT == q4 || WEIGHT == q4s
+// Σ q·x̂ codes over 4-bit word w (8 weights) and its x words.
+fn qdot(w: u32, lo: u32, hi: u32) -> i32 {
+    return dot4I8Packed(w & 0x0F0F0F0Fu, lo) + dot4I8Packed((w >> 4u) & 0x0F0F0F0Fu, hi);
+}
+fn qdot_unit(q: vec4<u32>, x: XQUnit) -> i32 {
+    return qdot(q.x, x.lo.x, x.hi.x) + qdot(q.y, x.lo.y, x.hi.y) + qdot(q.z, x.lo.z, x.hi.z)
+         + qdot(q.w, x.lo.w, x.hi.w);
+}
+#else
+fn qdot_unit(q: vec4<u32>, x: XQUnit) -> i32 {
+    return dot4I8Packed(q.x, x.lo.x) + dot4I8Packed(q.y, x.lo.y) + dot4I8Packed(q.z, x.lo.z)
+         + dot4I8Packed(q.w, x.lo.w);
+}
+#endif
+
+// Σ w·x̂ over one unit for four rows: q0..q3 their packed units, s their group words (lane = row).
+fn dot4(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, s: vec4<u32>, xq: XQUnit) -> vec4<f32> {
+    let i = vec4<f32>(vec4<i32>(qdot_unit(q0, xq), qdot_unit(q1, xq), qdot_unit(q2, xq), qdot_unit(q3, xq)));
+#if WEIGHT == q4 || WEIGHT == q4s
+    let m0 = affine(s.x);
+    let m1 = affine(s.y);
+    let m2 = affine(s.z);
+    let m3 = affine(s.w);
+    // w = a·q + b and x̂ = d·c, so Σ w·x̂ = d·(a·Σ q·c + b·Σ c).
+    return xq.d * (vec4<f32>(m0.x, m1.x, m2.x, m3.x) * i + vec4<f32>(m0.y, m1.y, m2.y, m3.y) * xq.s);
+#else
+    return xq.d * bitcast<vec4<f32>>(s) * i;
+#endif
+}
+#else
 #if WEIGHT == q4 || WEIGHT == q4s
 // Word j of four rows (lane = row) against the 8 x values it covers: Σ q·x per row.
 fn q4_words(w: vec4<u32>, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
@@ -122,6 +207,7 @@ fn dot4(q0: vec4<u32>, q1: vec4<u32>, q2: vec4<u32>, q3: vec4<u32>, s: vec4<u32>
     );
 #endif
 }
+#endif
 
 // The group of unit u: a unit is one 4-bit group, or half a q8 group.
 fn unit_group(u: u32) -> u32 {
@@ -147,9 +233,96 @@ fn scales4(up: bool, base: vec4<u32>, u: u32) -> vec4<u32> {
 #endif
 }
 
-// Output columns c0 .. c0 + R of the segment for every token of the batch (m_rows ≤ 8): the weights are
-// read from memory once and from cache for later tokens.
-// Grid: (x, y) flattened = column block (2-D only past 65535 blocks).
+#if XQ
+alias XU = XQUnit;
+fn xunit(xrow: u32, u: u32, ss: ptr<function, f32>) -> XU {
+    return quant_x(load_x(xrow, u, ss));
+}
+#else
+alias XU = XUnit;
+fn xunit(xrow: u32, u: u32, ss: ptr<function, f32>) -> XU {
+    return load_x(xrow, u, ss);
+}
+#endif
+
+// Rows of one block of R output columns from c0: group a, and group b (RG == 2: the next four rows, or
+// for silu the up rows of group a's gate rows). Tail blocks clamp rows to valid ones and do not store
+// those results.
+struct Block {
+    qa: vec4<u32>,  // unit 0 of each row
+    sa: vec4<u32>,  // scale word 0 of each row
+    qb: vec4<u32>,
+    sb: vec4<u32>,
+}
+
+fn block_rows(c0: u32) -> Block {
+    let last = p.rows - 1u;
+    var b: Block;
+    let ra = p.row_w + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    b.qa = ra * KU;
+    b.sa = ra * KG;
+#if RG == 2
+#if EPI == silu
+    let rb = p.row_u + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+#else
+    let rb = p.row_w + min(vec4<u32>(c0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
+#endif
+    b.qb = rb * KU;
+    b.sb = rb * KG;
+#endif
+    return b;
+}
+
+// Unit u of the block's rows and their group words (group a, then group b).
+struct UnitW {
+    a0: vec4<u32>,
+    a1: vec4<u32>,
+    a2: vec4<u32>,
+    a3: vec4<u32>,
+    as4: vec4<u32>,
+#if RG == 2
+    b0: vec4<u32>,
+    b1: vec4<u32>,
+    b2: vec4<u32>,
+    b3: vec4<u32>,
+    bs4: vec4<u32>,
+#endif
+}
+
+// Every row's 16-byte load of unit u, issued before x is read or any arithmetic waits on them.
+fn unit_loads(blk: Block, u: u32) -> UnitW {
+    var w: UnitW;
+    w.a0 = qword(false, blk.qa.x + u);
+    w.a1 = qword(false, blk.qa.y + u);
+    w.a2 = qword(false, blk.qa.z + u);
+    w.a3 = qword(false, blk.qa.w + u);
+    w.as4 = scales4(false, blk.sa, u);
+#if RG == 2
+    w.b0 = qword(B_UP, blk.qb.x + u);
+    w.b1 = qword(B_UP, blk.qb.y + u);
+    w.b2 = qword(B_UP, blk.qb.z + u);
+    w.b3 = qword(B_UP, blk.qb.w + u);
+    w.bs4 = scales4(B_UP, blk.sb, u);
+#endif
+    return w;
+}
+
+// Σ w·x over one unit of the block's rows: group a's four sums, then group b's.
+fn unit_dots(w: UnitW, xu: XU) -> array<vec4<f32>, 2> {
+#if RG == 2
+    return array<vec4<f32>, 2>(dot4(w.a0, w.a1, w.a2, w.a3, w.as4, xu), dot4(w.b0, w.b1, w.b2, w.b3, w.bs4, xu));
+#else
+    return array<vec4<f32>, 2>(dot4(w.a0, w.a1, w.a2, w.a3, w.as4, xu), vec4<f32>(0.0));
+#endif
+}
+
+// Output columns of BPW consecutive blocks of R from (workgroup index) · BPW · R, for every token of
+// the batch (m_rows ≤ 8). Each invocation reads, normalises (and with XQ rounds) its x units once per
+// token and keeps them in registers for all the workgroup's blocks (ITERS ≤ 2; XCACHE): x is then
+// read once per workgroup instead of once per block of rows — with the norm's gamma, x costs as many
+// bytes per block as 8 rows of 4-bit weights, which held the 4-bit mat-vec to ~1.6 TB/s on an H200.
+// Later tokens of a batch find the weights in cache.
+// Grid: (x, y) flattened = workgroup index (2-D only past 65535 workgroups).
 @compute @workgroup_size(WG)
 fn matvec(
     @builtin(local_invocation_index) lid: u32,
@@ -160,21 +333,7 @@ fn matvec(
 #endif
 ) {
     touch_scales();
-    let c0 = (wid.x + wid.y * nwg.x) * R;
-    // Tail workgroups clamp rows to valid ones and do not store those results.
-    let last = p.rows - 1u;
-    let ra = p.row_w + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-    let qa = ra * KU;
-    let sa = ra * KG;
-#if RG == 2
-#if EPI == silu
-    let rb = p.row_u + min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
-#else
-    let rb = p.row_w + min(vec4<u32>(c0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
-#endif
-    let qb = rb * KU;
-    let sb = rb * KG;
-#endif
+    let first = (wid.x + wid.y * nwg.x) * BPW;
 
 #if SUBGROUPS
     if (lane == 0u) {
@@ -190,103 +349,128 @@ fn matvec(
 
     for (var m = 0u; m < p.m_rows; m++) {
         let xrow = (p.x_row0 + m) * K4;
-        var acc_a = vec4<f32>(0.0);
-        var acc_b = vec4<f32>(0.0);
+#if XCACHE
+        // This invocation's units lid and lid + WG.
         var ss = 0.0;
-        // A uniform trip count keeps the barriers below in uniform control flow.
-        for (var i = 0u; i < ITERS; i++) {
-            let u = lid + i * WG;
-            if (KU % WG == 0u || u < KU) {
-                // Every row's 16-byte load is issued before any arithmetic.
-                let a0 = qword(false, qa.x + u);
-                let a1 = qword(false, qa.y + u);
-                let a2 = qword(false, qa.z + u);
-                let a3 = qword(false, qa.w + u);
-                let as4 = scales4(false, sa, u);
-#if RG == 2
-                let b0 = qword(B_UP, qb.x + u);
-                let b1 = qword(B_UP, qb.y + u);
-                let b2 = qword(B_UP, qb.z + u);
-                let b3 = qword(B_UP, qb.w + u);
-                let bs4 = scales4(B_UP, sb, u);
-#endif
-                let xu = load_x(xrow, u, &ss);
-                acc_a += dot4(a0, a1, a2, a3, as4, xu);
-#if RG == 2
-                acc_b += dot4(b0, b1, b2, b3, bs4, xu);
-#endif
-            }
+        let ok0 = KU % WG == 0u || lid < KU;
+        var x0: XU;
+        if (ok0) {
+            x0 = xunit(xrow, lid, &ss);
         }
-
-        // Workgroup sums of acc_a, acc_b, ss → ta, tb, tss (valid in threads lid < R).
+#if X2
+        let ok1 = KU % WG == 0u || lid + WG < KU;
+        var x1: XU;
+        if (ok1) {
+            x1 = xunit(xrow, lid + WG, &ss);
+        }
+#endif
+#endif
+        // A uniform trip count and exit keep the barriers below in uniform control flow.
+        for (var bi = 0u; bi < BPW; bi++) {
+            let c0 = (first + bi) * R;
+            if (c0 >= p.rows) {
+                break;
+            }
+            let blk = block_rows(c0);
+            var acc_a = vec4<f32>(0.0);
+            var acc_b = vec4<f32>(0.0);
+#if XCACHE
+            if (ok0) {
+                let d = unit_dots(unit_loads(blk, lid), x0);
+                acc_a += d[0];
+                acc_b += d[1];
+            }
+#if X2
+            if (ok1) {
+                let d = unit_dots(unit_loads(blk, lid + WG), x1);
+                acc_a += d[0];
+                acc_b += d[1];
+            }
+#endif
+#else
+            var ss = 0.0;
+            for (var i = 0u; i < ITERS; i++) {
+                let u = lid + i * WG;
+                if (KU % WG == 0u || u < KU) {
+                    let w = unit_loads(blk, u);
+                    let d = unit_dots(w, xunit(xrow, u, &ss));
+                    acc_a += d[0];
+                    acc_b += d[1];
+                }
+            }
+#endif
+            // Workgroup sums of acc_a, acc_b, ss → ta, tb, tss (valid in threads lid < R).
 #if SUBGROUPS
-        acc_a = subgroupAdd(acc_a);
+            acc_a = subgroupAdd(acc_a);
 #if RG == 2
-        acc_b = subgroupAdd(acc_b);
+            acc_b = subgroupAdd(acc_b);
 #endif
 #if NORM
-        ss = subgroupAdd(ss);
-#endif
-        if (lane == 0u) {
-            part[rank * 3u] = acc_a;
-            part[rank * 3u + 1u] = acc_b;
-            part[rank * 3u + 2u] = vec4<f32>(ss, 0.0, 0.0, 0.0);
-        }
-        workgroupBarrier();
-        var ta = vec4<f32>(0.0);
-        var tb = vec4<f32>(0.0);
-        var tss = 0.0;
-        if (lid < R) {
-            for (var s = 0u; s < nsg; s++) {
-                ta += part[s * 3u];
-                tb += part[s * 3u + 1u];
-                tss += part[s * 3u + 2u].x;
-            }
-        }
+            let ss_sg = subgroupAdd(ss);
 #else
-        red[lid] = acc_a;
-        red[WG + lid] = acc_b;
-        red[2u * WG + lid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
-        workgroupBarrier();
-        for (var h = WG / 2u; h > 0u; h >>= 1u) {
-            if (lid < h) {
-                red[lid] += red[lid + h];
-                red[WG + lid] += red[WG + lid + h];
-                red[2u * WG + lid] += red[2u * WG + lid + h];
+            let ss_sg = 0.0;
+#endif
+            if (lane == 0u) {
+                part[rank * 3u] = acc_a;
+                part[rank * 3u + 1u] = acc_b;
+                part[rank * 3u + 2u] = vec4<f32>(ss_sg, 0.0, 0.0, 0.0);
             }
             workgroupBarrier();
-        }
-        let ta = red[0];
-        let tb = red[WG];
-        let tss = red[2u * WG].x;
+            var ta = vec4<f32>(0.0);
+            var tb = vec4<f32>(0.0);
+            var tss = 0.0;
+            if (lid < R) {
+                for (var s = 0u; s < nsg; s++) {
+                    ta += part[s * 3u];
+                    tb += part[s * 3u + 1u];
+                    tss += part[s * 3u + 2u].x;
+                }
+            }
+#else
+            red[lid] = acc_a;
+            red[WG + lid] = acc_b;
+            red[2u * WG + lid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
+            workgroupBarrier();
+            for (var h = WG / 2u; h > 0u; h >>= 1u) {
+                if (lid < h) {
+                    red[lid] += red[lid + h];
+                    red[WG + lid] += red[WG + lid + h];
+                    red[2u * WG + lid] += red[2u * WG + lid + h];
+                }
+                workgroupBarrier();
+            }
+            let ta = red[0];
+            let tb = red[WG];
+            let tss = red[2u * WG].x;
 #endif
 
-        // Epilogue: thread lid stores column c0 + lid.
-        let c = c0 + lid;
-        if (lid < R && c < p.rows) {
+            // Epilogue: thread lid stores column c0 + lid.
+            let c = c0 + lid;
+            if (lid < R && c < p.rows) {
 #if EPI == silu
-            var y = ta[lid];
-            var gu = tb[lid];
+                var y = ta[lid];
+                var gu = tb[lid];
 #else
-            var y = select(ta[lid % 4u], tb[lid % 4u], lid >= 4u);
+                var y = select(ta[lid % 4u], tb[lid % 4u], lid >= 4u);
 #endif
 #if NORM
-            let inv = inverseSqrt(tss / f32(K) + EPS);
-            y *= inv;
+                let inv = inverseSqrt(tss / f32(K) + EPS);
+                y *= inv;
 #if EPI == silu
-            gu *= inv;
+                gu *= inv;
 #endif
 #endif
 #if EPI == silu
-            y = y / (1.0 + exp(-y)) * gu;
+                y = y / (1.0 + exp(-y)) * gu;
 #else
-            y = finish(y, p.col0 + c);
+                y = finish(y, p.col0 + c);
 #endif
-            let o = m * p.n_out + p.col0 + c;
-            put(o, y);
+                let o = m * p.n_out + p.col0 + c;
+                put(o, y);
+            }
+            // The next block or token reuses the reduction memory.
+            workgroupBarrier();
         }
-        // The next token reuses the reduction memory.
-        workgroupBarrier();
     }
 }
 

@@ -29,6 +29,8 @@ use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
 /// merge still a second pass): decode 128 with 64 chunks was the best of 64/128/256 × 16..256 chunks
 /// at 2k–4k context; prefill 32/64/128 rows were within 10%.
 const DECODE_WG: u32 = 128;
+/// Positions per decode chunk at least: a context this short is one chunk, written with no merge.
+pub(crate) const DECODE_MIN_CHUNK: usize = 64;
 const PREFILL_WG: u32 = 64;
 /// Workgroups the decode pass aims for at long context: enough to keep a discrete GPU's memory busy;
 /// on a CPU adapter (lavapipe, SwiftShader) every workgroup costs, so a few per core. Re-measured on
@@ -317,7 +319,13 @@ async fn attention_with(
     let mut defines = base
         .u32("GB", plan.gb as u32)
         .u32("NC", plan.chunks as u32)
-        .u32("WG", plan.decode_wg)
+        // Every (head, dims) value task needs an invocation.
+        .u32(
+            "WG",
+            plan.decode_wg
+                .max((plan.gb * head_dim.div_ceil(4)).next_power_of_two() as u32),
+        )
+        .u32("CMIN", DECODE_MIN_CHUNK as u32)
         .sym("PASS", "decode");
     let mut bindings = vec![
         qkv.binding(),

@@ -22,6 +22,10 @@ pub struct GpuFeatures {
     /// Cooperative matrices (tensor cores) with f16 16×16×16 tiles, f32 accumulation, subgroups of
     /// exactly 32: the prefill mat-mul of matmul_f16.wgsl. Native only (wgpu's experimental feature).
     pub coop: bool,
+    /// The mat-vec rounds activations to int8 and multiplies with `dot4I8Packed` (core WGSL; naga
+    /// emits SPIR-V's packed integer dot product where the device has it, a polyfill elsewhere).
+    /// Off only by request (`HEARTH_NO_INT8=1`), to compare with the f32-activation path.
+    pub int8_dot: bool,
 }
 
 /// How to create the context. Tests use the overrides to exercise fallbacks on any adapter.
@@ -34,6 +38,7 @@ pub struct GpuOptions {
     /// Prefer a low-power adapter (integrated GPU) over a discrete one.
     pub low_power: bool,
     pub allow_coop: bool,
+    pub allow_int8_dot: bool,
 }
 
 impl Default for GpuOptions {
@@ -44,12 +49,13 @@ impl Default for GpuOptions {
             max_binding_override: None,
             low_power: false,
             allow_coop: true,
+            allow_int8_dot: true,
         }
     }
 }
 
 impl GpuOptions {
-    /// Defaults, overridden by `HEARTH_NO_F16=1`, `HEARTH_NO_SUBGROUPS=1`, `HEARTH_NO_COOP=1` and
+    /// Defaults, overridden by `HEARTH_NO_F16=1`, `HEARTH_NO_SUBGROUPS=1`, `HEARTH_NO_COOP=1`, `HEARTH_NO_INT8=1` and
     /// `HEARTH_MAX_BINDING=<bytes>` (native only), so every fallback can be forced from outside.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_env() -> Self {
@@ -58,6 +64,7 @@ impl GpuOptions {
             allow_f16: !on("HEARTH_NO_F16"),
             allow_subgroups: !on("HEARTH_NO_SUBGROUPS"),
             allow_coop: !on("HEARTH_NO_COOP"),
+            allow_int8_dot: !on("HEARTH_NO_INT8"),
             max_binding_override: std::env::var("HEARTH_MAX_BINDING")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -223,6 +230,7 @@ impl Gpu {
             },
             timestamps,
             coop,
+            int8_dot: opts.allow_int8_dot,
         };
         // On wasm32 wgpu's handles are neither Send nor Sync; the Arc only shares them on one thread.
         #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]

@@ -74,6 +74,10 @@ pub(crate) struct Tune {
     /// Target steps over K per thread: the workgroup has (16-byte units per row) / iters threads,
     /// rounded up to a power of two and clamped to 32..=128.
     pub iters: u32,
+    /// Blocks of output columns per mat-vec workgroup (x is read once per workgroup and token).
+    pub bpw: u32,
+    /// Round the mat-vec's activations to int8 (where [`crate::GpuFeatures::int8_dot`] allows).
+    pub xq: bool,
     /// Tensor-core mat-mul workgroup: subgroups along the tokens and along the weight rows.
     pub coop_wgm: u32,
     pub coop_wgn: u32,
@@ -88,13 +92,26 @@ impl Tune {
     /// [`Tune::default_for`], except that small 4-bit matrices (N ≤ 4,096, K ≤ 2,048) take 4 rows per
     /// workgroup: twice the workgroups keep more loads in flight (H200 `matvec_sweep`, 2026-11-21:
     /// [2048, 2048] 6.5 µs with 4 rows against 7.6 µs with 8). Gated matrices always use 2 groups.
-    pub(crate) fn for_shape(format: WeightFormat, n: usize, k: usize) -> Self {
-        let t = Self::default_for(format);
+    pub(crate) fn for_shape(format: WeightFormat, n: usize, k: usize, gated: bool) -> Self {
+        let mut t = Self::default_for(format);
         if matches!(format, WeightFormat::Q4 | WeightFormat::Q4S) && n <= 4096 && k <= 2048 {
-            Tune { groups: 1, ..t }
-        } else {
-            t
+            t.groups = 1;
         }
+        // Matrices of thousands of blocks (the LM head) stream at bandwidth only when x is read once
+        // per workgroup of several blocks, and then the int8 products pay off; per-layer matrices
+        // are latency-bound, and there both only lengthen a workgroup's chain. H200, 2026-11-21:
+        // `matvec_probe`, LM head [128256, 2048] Q4S with its norm 92 → 54 µs with 8 blocks and int8
+        // (16 blocks: 70 µs); the 1B's decode 1,087 → 1,059 tok/s with int8 in every mat-vec.
+        let blocks = if gated {
+            n / 2 / 4
+        } else {
+            n / (4 * t.groups as usize)
+        };
+        if blocks >= 4096 {
+            t.bpw = 8;
+            t.xq = true;
+        }
+        t
     }
 
     pub(crate) fn default_for(format: WeightFormat) -> Self {
@@ -124,6 +141,8 @@ impl Tune {
 const COOP_SHAPE: Tune = Tune {
     groups: 1,
     iters: 1,
+    bpw: 1,
+    xq: false,
     coop_wgm: 4,
     coop_wgn: 2,
     coop_slab: coop::SLAB_HALVES,
@@ -210,7 +229,13 @@ pub async fn linear(
     m_rows: usize,
     out: &Tensor<f32>,
 ) -> Result<Vec<Dispatch>> {
-    let tune = Tune::for_shape(spec.weight.format, spec.weight.rows, spec.weight.cols);
+    let gated = spec.epilogue == Epilogue::SiluGate;
+    let tune = Tune::for_shape(
+        spec.weight.format,
+        spec.weight.rows,
+        spec.weight.cols,
+        gated,
+    );
     linear_tuned(gpu, spec, x, x_row_offset, m_rows, out, tune).await
 }
 
@@ -295,6 +320,7 @@ pub(crate) async fn linear_tuned(
     }
     // Output columns per mat-vec workgroup.
     let mv_cols = if gated { 4 } else { 4 * tune.groups };
+    let xq = int8_activations(gpu, w.format, m_rows, tune.xq);
     let kernel = if matvec {
         let f = gpu.features();
         let units = k / unit_weights(w.format);
@@ -303,10 +329,18 @@ pub(crate) async fn linear_tuned(
             .div_ceil(tune.iters.max(1) as usize)
             .next_power_of_two() as u32)
             .clamp(32, 128);
+        // Units per invocation: one (or two rounded to int8) stay in registers across the
+        // workgroup's blocks; two f32 units would spill.
+        let per_thread = units.div_ceil(wg as usize);
+        let x_cache = per_thread == 1 || (per_thread == 2 && xq);
         defs = defs
             .flag("MATVEC", true)
             .u32("WG", wg)
+            .u32("BPW", tune.bpw.max(1))
+            .flag("XCACHE", x_cache)
+            .flag("X2", x_cache && per_thread == 2)
             .u32("RG", if gated { 2 } else { tune.groups })
+            .flag("XQ", xq)
             .flag("SUBGROUPS", f.subgroups)
             .u32("SG_MIN", f.subgroup_min_size.max(4))
             .flag("WEB_SUBGROUPS", cfg!(target_arch = "wasm32") && f.subgroups);
@@ -350,7 +384,7 @@ pub(crate) async fn linear_tuned(
             b.push(bias.binding());
         }
         let grid = if matvec {
-            elementwise::grid(gpu, s.rows, mv_cols)
+            elementwise::grid(gpu, s.rows, mv_cols * tune.bpw.max(1))
         } else {
             // Output columns per tile (see matmul.wgsl).
             let bno = if gated { 32 } else { 64 };
@@ -370,8 +404,35 @@ pub(crate) async fn linear_tuned(
     Ok(dispatches)
 }
 
-/// Weights per 16-byte unit of a row (the mat-vec's load granularity).
-fn unit_weights(f: WeightFormat) -> usize {
+/// Whether [`linear`] rounds the activations to int8 (see [`int8_round_ref`]): the mat-vec over
+/// quantised weights, where the launch shape asks for it and the device allows it.
+pub(crate) fn int8_activations(gpu: &Gpu, format: WeightFormat, m_rows: usize, xq: bool) -> bool {
+    xq && gpu.features().int8_dot && format != WeightFormat::F32 && m_rows <= MATVEC_MAX_ROWS
+}
+
+/// Activations as the int8 mat-vec rounds them: per unit of `unit` values (one 16-byte weight unit:
+/// 32 for 4-bit formats, 16 for Q8), `d = max|v| / 127` and `v ↦ round(v · (127 / max|v|)) · d`, in
+/// the shader's f32 steps, ties to even. Also, per value, whether it lies within 1e-4 of a rounding
+/// tie: WGSL's division may be a few ulp off, so the shader can round such a value the other way
+/// (its code then differs by one, its value by `d`).
+pub fn int8_round_ref(v: &[f32], unit: usize) -> (Vec<f64>, Vec<bool>) {
+    let mut out = Vec::with_capacity(v.len());
+    let mut tie = Vec::with_capacity(v.len());
+    for u in v.chunks(unit) {
+        let amax = u.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        let d = (amax / 127.0) as f64;
+        for &x in u {
+            let t = x * inv;
+            out.push(t.round_ties_even() as f64 * d);
+            tie.push(((t - t.trunc()).abs() - 0.5).abs() < 1e-4);
+        }
+    }
+    (out, tie)
+}
+
+/// Weights per 16-byte unit of a row (the mat-vec's load granularity, and its int8 rounding unit).
+pub fn unit_weights(f: WeightFormat) -> usize {
     match f {
         WeightFormat::Q4 | WeightFormat::Q4S => 32,
         WeightFormat::Q8 => 16,
@@ -380,7 +441,10 @@ fn unit_weights(f: WeightFormat) -> usize {
 }
 
 /// CPU reference of [`linear`] (plain loops, f64 accumulation, weights through
-/// [`HostMatrix::dequantize_row`]). A test helper: panics when the slices are too short.
+/// [`HostMatrix::dequantize_row`]); with `int8_x`, the normalised activations (before the 1/rms
+/// factor, as the shader applies it) go through [`int8_round_ref`]. Returns, per output, how far the
+/// shader may also be off through values next to a rounding tie (0 without `int8_x`): Σ |w|·d of
+/// those values. A test helper: panics when the slices are too short.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_ref(
     w: &HostMatrix,
@@ -391,44 +455,96 @@ pub fn linear_ref(
     x_row_offset: usize,
     m_rows: usize,
     out: &mut [f32],
-) {
+    int8_x: bool,
+) -> Vec<f64> {
     let k = w.cols;
     let n_out = if epilogue == Epilogue::SiluGate {
         w.rows / 2
     } else {
         w.rows
     };
+    let mut slack = vec![0.0; m_rows * n_out];
     let rows: Vec<Vec<f32>> = (0..w.rows).map(|r| w.dequantize_row(r)).collect();
     for m in 0..m_rows {
         let xr = &x[(x_row_offset + m) * k..(x_row_offset + m + 1) * k];
-        let xn: Vec<f64> = match norm {
+        let (inv, gamma) = match norm {
             Some((gamma, eps)) => {
                 let ms = xr.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / k as f64;
-                let inv = 1.0 / (ms + eps as f64).sqrt();
-                xr.iter()
-                    .zip(gamma)
-                    .map(|(&v, &g)| v as f64 * inv * g as f64)
-                    .collect()
+                (1.0 / (ms + eps as f64).sqrt(), Some(gamma))
             }
-            None => xr.iter().map(|&v| v as f64).collect(),
+            None => (1.0, None),
         };
-        let dot = |r: usize| -> f64 {
+        let (xn, tie): (Vec<f64>, Vec<bool>) = if int8_x {
+            // The shader rounds x·gamma (f32 products) and applies 1/rms to the sums.
+            let xg: Vec<f32> = match gamma {
+                Some(g) => xr.iter().zip(g).map(|(&v, &g)| v * g).collect(),
+                None => xr.to_vec(),
+            };
+            let (r, tie) = int8_round_ref(&xg, unit_weights(w.format));
+            (r.iter().map(|v| v * inv).collect(), tie)
+        } else {
+            let xn = match gamma {
+                Some(g) => xr
+                    .iter()
+                    .zip(g)
+                    .map(|(&v, &g)| v as f64 * inv * g as f64)
+                    .collect(),
+                None => xr.iter().map(|&v| v as f64).collect(),
+            };
+            (xn, vec![false; k])
+        };
+        // The step of a value's int8 code (its unit's d) times 1/rms, where a tie makes it uncertain.
+        let unit = unit_weights(w.format);
+        let step: Vec<f64> = if int8_x {
+            xn.chunks(unit)
+                .zip(tie.chunks(unit))
+                .flat_map(|(v, t)| {
+                    let d = v.iter().fold(0.0f64, |m, x| m.max(x.abs())) / 127.0;
+                    t.iter().map(move |&t| if t { d } else { 0.0 })
+                })
+                .collect()
+        } else {
+            vec![0.0; k]
+        };
+        let dot = |r: usize| -> (f64, f64) {
             let y: f64 = rows[r].iter().zip(&xn).map(|(&a, b)| a as f64 * b).sum();
-            y + bias.map_or(0.0, |b| b[r] as f64)
+            let e: f64 = rows[r]
+                .iter()
+                .zip(&step)
+                .map(|(&a, s)| (a as f64 * s).abs())
+                .sum();
+            (y + bias.map_or(0.0, |b| b[r] as f64), e)
         };
         for c in 0..n_out {
             let o = &mut out[m * n_out + c];
-            match epilogue {
-                Epilogue::Store => *o = dot(c) as f32,
-                Epilogue::Accumulate => *o += dot(c) as f32,
-                Epilogue::Gelu => *o = gelu_ref(dot(c)) as f32,
-                Epilogue::SiluGate => {
-                    let (g, u) = (dot(c), dot(n_out + c));
-                    *o = (g / (1.0 + (-g).exp()) * u) as f32;
+            slack[m * n_out + c] = match epilogue {
+                Epilogue::Store => {
+                    let (y, e) = dot(c);
+                    *o = y as f32;
+                    e
                 }
-            }
+                Epilogue::Accumulate => {
+                    let (y, e) = dot(c);
+                    *o += y as f32;
+                    e
+                }
+                Epilogue::Gelu => {
+                    let (y, e) = dot(c);
+                    *o = gelu_ref(y) as f32;
+                    // GELU's slope is below 1.13.
+                    1.13 * e
+                }
+                Epilogue::SiluGate => {
+                    let ((g, eg), (u, eu)) = (dot(c), dot(n_out + c));
+                    let silu = |g: f64| g / (1.0 + (-g).exp());
+                    *o = (silu(g) * u) as f32;
+                    // SiLU's slope is below 1.1.
+                    1.1 * eg * (u.abs() + eu) + silu(g).abs() * eu
+                }
+            };
         }
     }
+    slack
 }
 
 mod coop;

@@ -150,10 +150,20 @@ fn decode_replay(gpu: &Gpu, f16: bool, chunks: Option<usize>, max_len: usize) {
         assert_eq!(d.len(), 1, "decode is one dispatch");
         p.extend(d);
     }
-    // A chunk holds max(ceil(len / nc), pr) positions: `pr` positions per round.
-    let (nc, pr) = (scratch.chunks(), (DECODE_WG as usize) / hd.div_ceil(4));
-    let mut positions = vec![0, 1, pr - 1, pr, pr + 1, 3 * pr + 2, 500, max_len - 1];
-    for len in [nc * pr, 2 * nc * pr] {
+    // A chunk holds max(ceil(len / nc), cm) positions, walked in tiles of the workgroup size.
+    let (nc, cm) = (scratch.chunks(), DECODE_MIN_CHUNK);
+    let mut positions = vec![
+        0,
+        1,
+        cm - 2,
+        cm - 1,
+        cm,
+        cm + 1,
+        3 * cm + 2,
+        500,
+        max_len - 1,
+    ];
+    for len in [nc * cm, 2 * nc * cm] {
         positions.extend([len - 2, len - 1, len]);
     }
     positions.retain(|&p| p < max_len);
@@ -194,6 +204,8 @@ fn attention_decode_replayed_over_positions() {
     });
     decode_replay(&plain, false, Some(300), 4096);
     decode_replay(&plain, false, Some(37), 1024);
+    // Chunks of up to 512 positions: several tiles per workgroup.
+    decode_replay(&gpu, true, Some(8), 4096);
 }
 
 /// RoPE + attention as the model chains them: two prompt chunks, then decode steps replayed from
@@ -203,7 +215,7 @@ fn attention_decode_replayed_over_positions() {
 /// holding every rotated key and value either way.
 fn rope_then_attention(gpu: &Gpu, heads: (usize, usize, usize), style: RopeStyle, fused: bool) {
     let (nh, kvh, hd) = heads;
-    let max_len = 64;
+    let max_len = 96;
     let row = (nh + 2 * kvh) * hd;
     let inv_freq: Vec<f32> = (0..hd / 2)
         .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
@@ -245,7 +257,11 @@ fn rope_then_attention(gpu: &Gpu, heads: (usize, usize, usize), style: RopeStyle
         }
     };
     let mut pos = 0;
-    let chunks = [6usize, 4].into_iter().chain(std::iter::repeat_n(1, 20));
+    // Decode steps at positions 60..80: across DECODE_MIN_CHUNK, where one chunk becomes two.
+    assert!((60..80).contains(&DECODE_MIN_CHUNK));
+    let chunks = [6usize, 4, 50]
+        .into_iter()
+        .chain(std::iter::repeat_n(1, 20));
     for (i, m) in chunks.enumerate() {
         let x = random(30 + i as u64, m * row, 1.0);
         let (qkv, out) = if m == 1 {

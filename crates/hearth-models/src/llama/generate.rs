@@ -48,12 +48,14 @@ impl Llama {
             });
         }
         self.prefill(prompt).await?;
+        let mut at = self.position();
         loop {
-            let at = self.position();
-            // Queue the next step before reading this token (the GPU history already holds it),
-            // unless this token is the last one anyway; a stop token undoes the queued step.
-            let ahead = tokens.len() + 1 < opts.max_tokens && at < self.max_context();
-            if ahead {
+            // Queue up to DECODE_AHEAD steps before reading this token (the GPU history already
+            // holds it), none past the last token wanted or the context; a stop token undoes them.
+            while self.position() - at < super::DECODE_AHEAD
+                && tokens.len() + (self.position() - at) + 1 < opts.max_tokens
+                && self.position() < self.max_context()
+            {
                 self.decode_step().await?;
             }
             let id = self.read_token_at(at).await?;
@@ -73,10 +75,11 @@ impl Llama {
                 }
             };
             if let Some(stop) = stop {
-                // The context ends with the last sampled token unfed, as without the queued step.
+                // The context ends with the last sampled token unfed, as without the queued steps.
                 self.truncate(at);
                 return Ok(Generation { tokens, stop });
             }
+            at += 1;
         }
     }
 }

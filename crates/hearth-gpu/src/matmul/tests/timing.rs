@@ -60,19 +60,28 @@ fn time_program(gpu: &Gpu, p: &Program, runs_per_submit: usize) -> f64 {
     t.elapsed().as_secs_f64() / (3 * runs_per_submit) as f64
 }
 
-/// Mat-vec launch-shape sweep on a real GPU (prints GB/s of weights streamed):
-/// `cargo test -p hearth-gpu --release matvec_sweep -- --ignored --nocapture`.
+/// Mat-vec launch-shape sweep on a real GPU, with f32 and int8 activations (prints GB/s of weights
+/// streamed): `cargo test -p hearth-gpu --release matvec_sweep -- --ignored --nocapture`.
+/// `HEARTH_SWEEP=llama` limits it to Llama-3.2-1B's decode matrices (Q4S).
 #[test]
 #[ignore]
 fn matvec_sweep() {
     use std::time::Instant;
-    for allow_subgroups in [true, false] {
+    let llama = std::env::var("HEARTH_SWEEP").is_ok_and(|v| v == "llama");
+    for (allow_subgroups, allow_int8_dot) in [(true, false), (true, true), (false, true)] {
         let gpu = gpu_with(&GpuOptions {
             allow_subgroups,
+            allow_int8_dot,
             ..GpuOptions::default()
         });
-        eprintln!("{} subgroups={}", gpu.describe(), gpu.features().subgroups);
-        if allow_subgroups {
+        let f = gpu.features();
+        eprintln!(
+            "{} subgroups={} int8={}",
+            gpu.describe(),
+            f.subgroups,
+            f.int8_dot
+        );
+        if allow_subgroups && !allow_int8_dot && !llama {
             // Baseline: the elementwise add kernel streaming 2 × 256 MB in, 256 MB out.
             let n = 64 << 20;
             let a = Tensor::<f32>::zeros(&gpu, "a", &[n]).unwrap();
@@ -96,41 +105,51 @@ fn matvec_sweep() {
                 3.0 * 4.0 * n as f64 / dt / 1e9
             );
         }
-        let shapes: &[(WeightFormat, usize, usize)] = if allow_subgroups {
-            &[
-                (WeightFormat::Q4, 64, 64),
-                (WeightFormat::F32, 32768, 4096),
-                (WeightFormat::Q4, 2048, 2048),
-                (WeightFormat::Q4, 16384, 2048),
-                (WeightFormat::Q4, 2048, 8192),
-                (WeightFormat::Q4, 4096, 4096),
-                (WeightFormat::Q4S, 4096, 4096),
-                (WeightFormat::Q4, 28672, 4096),
-                (WeightFormat::Q4, 128256, 2048),
-                (WeightFormat::Q4S, 128256, 2048),
-                (WeightFormat::Q8, 4096, 4096),
-                (WeightFormat::F32, 4096, 4096),
-            ]
-        } else {
-            &[(WeightFormat::Q4, 4096, 4096)]
+        use Epilogue::{Accumulate as Acc, SiluGate as Silu, Store};
+        use WeightFormat::{Q4, Q4S, Q8};
+        // (format, N, K, epilogue, fused norm): Llama-3.2-1B's qkv, o_proj, gate_up, down, lm_head.
+        let llama_1b = [
+            (Q4S, 3072, 2048, Store, true),
+            (Q4S, 2048, 2048, Acc, false),
+            (Q4S, 16384, 2048, Silu, true),
+            (Q4S, 2048, 8192, Acc, false),
+            (Q4S, 128256, 2048, Store, true),
+        ];
+        let others = [
+            (Q4, 64, 64, Store, false),
+            (WeightFormat::F32, 32768, 4096, Store, false),
+            (Q4, 4096, 4096, Store, false),
+            (Q4, 28672, 4096, Store, false),
+            (Q8, 4096, 4096, Store, false),
+            (WeightFormat::F32, 4096, 4096, Store, false),
+        ];
+        let shapes: Vec<_> = match (allow_subgroups, llama) {
+            (false, _) => vec![(Q4, 4096, 4096, Store, false)],
+            (true, true) => llama_1b.to_vec(),
+            (true, false) => llama_1b.iter().chain(&others).copied().collect(),
         };
-        for &(format, n, k) in shapes {
+        for (format, n, k, epilogue, norm) in shapes {
             let hm = host(format, n, k, 1);
             let w = GpuMatrix::upload(&gpu, "w", &hm).unwrap();
+            let gamma = Tensor::from_slice(&gpu, "g", &[k], &vec![1.0; k]).unwrap();
             let spec = LinearSpec {
                 weight: &w,
-                norm: None,
-                epilogue: Epilogue::Store,
+                norm: norm.then_some((&gamma, 1e-5)),
+                epilogue,
                 bias: None,
             };
             let x = Tensor::from_slice(&gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap();
             let out = Tensor::<f32>::zeros(&gpu, "out", &[1, n]).unwrap();
             let reps = (2e8 / w.bytes() as f64).clamp(10.0, 500.0) as usize;
             for groups in [1, 2] {
-                for iters in [1, 2, 4, 16] {
+                for iters in [1, 2, 4] {
+                    if epilogue == Silu && groups == 1 {
+                        continue; // gating always takes 2 groups
+                    }
                     let tune = Tune {
                         groups,
                         iters,
+                        bpw: 1,
                         ..COOP_SHAPE
                     };
                     let mut p = Program::new();
@@ -139,7 +158,8 @@ fn matvec_sweep() {
                     }
                     let dt = time_program(&gpu, &p, reps);
                     eprintln!(
-                        "{format:?} [{n:6}, {k:5}] rows={} iters={iters:2}: {:8.2} us {:7.1} GB/s",
+                        "{format:?} [{n:6}, {k:5}] {epilogue:?} norm={norm} int8={} rows={} iters={iters}: {:8.2} us {:7.1} GB/s",
+                        f.int8_dot,
                         4 * groups,
                         dt * 1e6,
                         w.bytes() as f64 / dt / 1e9
@@ -187,7 +207,7 @@ fn matmul_sweep() {
             let tune = Tune {
                 coop_wgm,
                 coop_wgn,
-                ..Tune::for_shape(WeightFormat::Q4S, n, k)
+                ..Tune::for_shape(WeightFormat::Q4S, n, k, epi == Epilogue::SiluGate)
             };
             let reps = 10;
             let mut p = Program::new();
@@ -369,6 +389,63 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(subgroup_id) sg: u32, 
             "coop_peak {name:6}: {:8.1} us per dispatch, {:7.1} TFLOP/s",
             dt * 1e6,
             flop / dt / 1e12
+        );
+    }
+}
+
+/// Repeated timings (min and median of 7) of a few mat-vec configurations, to tell run-to-run noise
+/// from real differences: `HEARTH_PROBE="Q4S:128256:2048:store:norm:8:2,..."` (format, N, K,
+/// store|acc|silu, norm|plain, rows per workgroup, iters[, blocks per workgroup]).
+#[test]
+#[ignore]
+fn matvec_probe() {
+    let gpu = gpu();
+    eprintln!("{} int8={}", gpu.describe(), gpu.features().int8_dot);
+    let spec = std::env::var("HEARTH_PROBE").unwrap_or_default();
+    for item in spec.split(',').filter(|s| !s.is_empty()) {
+        let f: Vec<&str> = item.split(':').collect();
+        let format = match f[0] {
+            "Q4" => WeightFormat::Q4,
+            "Q4S" => WeightFormat::Q4S,
+            "Q8" => WeightFormat::Q8,
+            _ => WeightFormat::F32,
+        };
+        let (n, k): (usize, usize) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        let epilogue = match f[3] {
+            "acc" => Epilogue::Accumulate,
+            "silu" => Epilogue::SiluGate,
+            _ => Epilogue::Store,
+        };
+        let norm = f[4] == "norm";
+        let tune = Tune {
+            groups: f[5].parse::<u32>().unwrap() / 4,
+            iters: f[6].parse().unwrap(),
+            bpw: f.get(7).map_or(1, |b| b.parse().unwrap()),
+            ..COOP_SHAPE
+        };
+        let w = GpuMatrix::upload(&gpu, "w", &host(format, n, k, 1)).unwrap();
+        let gamma = Tensor::from_slice(&gpu, "g", &[k], &vec![1.0; k]).unwrap();
+        let spec = LinearSpec {
+            weight: &w,
+            norm: norm.then_some((&gamma, 1e-5)),
+            epilogue,
+            bias: None,
+        };
+        let x = Tensor::from_slice(&gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap();
+        let out = Tensor::<f32>::zeros(&gpu, "out", &[1, n]).unwrap();
+        let reps = (2e8 / w.bytes() as f64).clamp(20.0, 500.0) as usize;
+        let mut p = Program::new();
+        for _ in 0..reps {
+            p.extend(block(linear_tuned(&gpu, &spec, &x, 0, 1, &out, tune)).unwrap());
+        }
+        let mut ts: Vec<f64> = (0..7).map(|_| time_program(&gpu, &p, reps) * 1e6).collect();
+        ts.sort_by(f64::total_cmp);
+        eprintln!(
+            "{item}: min {:.2} us ({:.0} GB/s), median {:.2} us, max {:.2} us",
+            ts[0],
+            w.bytes() as f64 / ts[0] / 1e3,
+            ts[3],
+            ts[6]
         );
     }
 }
