@@ -587,3 +587,24 @@ fn bias_shape_and_gating_are_checked() {
         );
     }
 }
+
+#[test]
+fn lm_head_shaped_int8_matvec() {
+    // A Llama-3.2-1B-sized head's rows of 2,048 at Q4S with its norm, over 4,096 blocks: 8 blocks
+    // per workgroup and int8 activations (only 4-bit heads take them: not SmolLM2's Q8 one).
+    let gpu = gpu();
+    let c = Case {
+        format: WeightFormat::Q4S,
+        n: 32800,
+        k: 2048,
+        norm: true,
+        epi: Epilogue::Store,
+        bias: false,
+        m: 1,
+        x_off: 2,
+    };
+    let t = Tune::for_shape(c.format, c.n, c.k, false);
+    assert!(t.xq && t.bpw == 8, "{t:?}");
+    assert!(!Tune::for_shape(WeightFormat::Q8, 49152, 576, false).xq);
+    check(&gpu, c, 1234);
+}

@@ -269,14 +269,15 @@ pub async fn run(
     now: Clock<'_>,
     report: &mut dyn FnMut(&str),
 ) -> Result<BenchRows> {
-    for &n in &plan.prefills {
-        time_prefill(m, n, now).await?;
-    }
-    // Decode for half a second before timing anything: a GPU that idled drops its clocks, and the
-    // first figure would pay for their climb (the H200 gave 494–630 tok/s where it settles at
-    // ~1,070 with only 4 warm-up steps).
+    // Every pass measured, again and again for two seconds before timing anything: a GPU that
+    // idled drops its clocks, and the process's first seconds run slow (on the H200, the first
+    // Hearth process after llama-bench: prefill 512 at 19k tok/s and pipelined decode at 932
+    // tok/s with half a second of decode as warm-up, where the next process gave 26k and 1,093).
     let warm = now();
-    while now() - warm < 0.5 {
+    while now() - warm < 2.0 {
+        for &n in &plan.prefills {
+            time_prefill(m, n, now).await?;
+        }
         time_decode(m, 1, 64.min(plan.decode_tokens).max(4), now).await?;
     }
     let mut rows = BenchRows {
