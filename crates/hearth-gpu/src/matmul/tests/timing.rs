@@ -60,8 +60,49 @@ fn time_program(gpu: &Gpu, p: &Program, runs_per_submit: usize) -> f64 {
     t.elapsed().as_secs_f64() / (3 * runs_per_submit) as f64
 }
 
-/// Mat-vec launch-shape sweep on a real GPU, with f32 and int8 activations (prints GB/s of weights
-/// streamed): `cargo test -p hearth-gpu --release matvec_sweep -- --ignored --nocapture`.
+/// A 1-row mat-vec's operands on the GPU (x random, gamma ones), for the timing tests below.
+struct MatvecOperands {
+    w: GpuMatrix,
+    gamma: Tensor<f32>,
+    x: Tensor<f32>,
+    out: Tensor<f32>,
+}
+
+impl MatvecOperands {
+    fn new(gpu: &Gpu, format: WeightFormat, n: usize, k: usize) -> Self {
+        Self {
+            w: GpuMatrix::upload(gpu, "w", &host(format, n, k, 1)).unwrap(),
+            gamma: Tensor::from_slice(gpu, "g", &[k], &vec![1.0; k]).unwrap(),
+            x: Tensor::from_slice(gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap(),
+            out: Tensor::<f32>::zeros(gpu, "out", &[1, n]).unwrap(),
+        }
+    }
+
+    /// `reps` back-to-back dispatches of the mat-vec with `tune`.
+    fn program(
+        &self,
+        gpu: &Gpu,
+        epilogue: Epilogue,
+        norm: bool,
+        tune: Tune,
+        reps: usize,
+    ) -> Program {
+        let spec = LinearSpec {
+            weight: &self.w,
+            norm: norm.then_some((&self.gamma, 1e-5)),
+            epilogue,
+            bias: None,
+        };
+        let mut p = Program::new();
+        for _ in 0..reps {
+            p.extend(block(linear_tuned(gpu, &spec, &self.x, 0, 1, &self.out, tune)).unwrap());
+        }
+        p
+    }
+}
+
+/// Mat-vec launch-shape sweep on a real GPU, with f32 and int8 activations (int8 where the format
+/// allows it; prints GB/s of weights streamed): `cargo test -p hearth-gpu --release matvec_sweep -- --ignored --nocapture`.
 /// `HEARTH_SWEEP=llama` limits it to Llama-3.2-1B's decode matrices (Q4S).
 #[test]
 #[ignore]
@@ -129,18 +170,9 @@ fn matvec_sweep() {
             (true, false) => llama_1b.iter().chain(&others).copied().collect(),
         };
         for (format, n, k, epilogue, norm) in shapes {
-            let hm = host(format, n, k, 1);
-            let w = GpuMatrix::upload(&gpu, "w", &hm).unwrap();
-            let gamma = Tensor::from_slice(&gpu, "g", &[k], &vec![1.0; k]).unwrap();
-            let spec = LinearSpec {
-                weight: &w,
-                norm: norm.then_some((&gamma, 1e-5)),
-                epilogue,
-                bias: None,
-            };
-            let x = Tensor::from_slice(&gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap();
-            let out = Tensor::<f32>::zeros(&gpu, "out", &[1, n]).unwrap();
-            let reps = (2e8 / w.bytes() as f64).clamp(10.0, 500.0) as usize;
+            let ops = MatvecOperands::new(&gpu, format, n, k);
+            let bytes = ops.w.bytes() as f64;
+            let reps = (2e8 / bytes).clamp(10.0, 500.0) as usize;
             for groups in [1, 2] {
                 for iters in [1, 2, 4] {
                     if epilogue == Silu && groups == 1 {
@@ -149,20 +181,17 @@ fn matvec_sweep() {
                     let tune = Tune {
                         groups,
                         iters,
-                        bpw: 1,
+                        xq: f.int8_dot,
                         ..COOP_SHAPE
                     };
-                    let mut p = Program::new();
-                    for _ in 0..reps {
-                        p.extend(block(linear_tuned(&gpu, &spec, &x, 0, 1, &out, tune)).unwrap());
-                    }
+                    let p = ops.program(&gpu, epilogue, norm, tune, reps);
                     let dt = time_program(&gpu, &p, reps);
                     eprintln!(
                         "{format:?} [{n:6}, {k:5}] {epilogue:?} norm={norm} int8={} rows={} iters={iters}: {:8.2} us {:7.1} GB/s",
-                        f.int8_dot,
+                        int8_activations(&gpu, format, 1, tune.xq),
                         4 * groups,
                         dt * 1e6,
-                        w.bytes() as f64 / dt / 1e9
+                        bytes / dt / 1e9
                     );
                 }
             }
@@ -395,7 +424,8 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(subgroup_id) sg: u32, 
 
 /// Repeated timings (min and median of 7) of a few mat-vec configurations, to tell run-to-run noise
 /// from real differences: `HEARTH_PROBE="Q4S:128256:2048:store:norm:8:2,..."` (format, N, K,
-/// store|acc|silu, norm|plain, rows per workgroup, iters[, blocks per workgroup]).
+/// store|acc|silu, norm|plain, rows per workgroup, iters[, blocks per workgroup]); int8 activations
+/// unless `HEARTH_NO_INT8=1`.
 #[test]
 #[ignore]
 fn matvec_probe() {
@@ -421,29 +451,18 @@ fn matvec_probe() {
             groups: f[5].parse::<u32>().unwrap() / 4,
             iters: f[6].parse().unwrap(),
             bpw: f.get(7).map_or(1, |b| b.parse().unwrap()),
+            xq: gpu.features().int8_dot,
             ..COOP_SHAPE
         };
-        let w = GpuMatrix::upload(&gpu, "w", &host(format, n, k, 1)).unwrap();
-        let gamma = Tensor::from_slice(&gpu, "g", &[k], &vec![1.0; k]).unwrap();
-        let spec = LinearSpec {
-            weight: &w,
-            norm: norm.then_some((&gamma, 1e-5)),
-            epilogue,
-            bias: None,
-        };
-        let x = Tensor::from_slice(&gpu, "x", &[1, k], &random(2, k, 1.0)).unwrap();
-        let out = Tensor::<f32>::zeros(&gpu, "out", &[1, n]).unwrap();
-        let reps = (2e8 / w.bytes() as f64).clamp(20.0, 500.0) as usize;
-        let mut p = Program::new();
-        for _ in 0..reps {
-            p.extend(block(linear_tuned(&gpu, &spec, &x, 0, 1, &out, tune)).unwrap());
-        }
+        let ops = MatvecOperands::new(&gpu, format, n, k);
+        let reps = (2e8 / ops.w.bytes() as f64).clamp(20.0, 500.0) as usize;
+        let p = ops.program(&gpu, epilogue, norm, tune, reps);
         let mut ts: Vec<f64> = (0..7).map(|_| time_program(&gpu, &p, reps) * 1e6).collect();
         ts.sort_by(f64::total_cmp);
         eprintln!(
             "{item}: min {:.2} us ({:.0} GB/s), median {:.2} us, max {:.2} us",
             ts[0],
-            w.bytes() as f64 / ts[0] / 1e3,
+            ops.w.bytes() as f64 / ts[0] / 1e3,
             ts[3],
             ts[6]
         );
