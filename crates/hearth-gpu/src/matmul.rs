@@ -415,12 +415,12 @@ pub(crate) fn int8_activations(gpu: &Gpu, format: WeightFormat, m_rows: usize, x
 
 /// Activations as the int8 mat-vec rounds them: per unit of `unit` values (one 16-byte weight unit:
 /// 32 for 4-bit formats, 16 for Q8), `d = max|v| / 127` and `v ↦ round(v · (127 / max|v|)) · d`, in
-/// the shader's f32 steps, ties to even. Also, per value, whether it lies within 1e-4 of a rounding
-/// tie: WGSL's division may be a few ulp off, so the shader can round such a value the other way
-/// (its code then differs by one, its value by `d`).
-pub fn int8_round_ref(v: &[f32], unit: usize) -> (Vec<f64>, Vec<bool>) {
+/// the shader's f32 steps, ties to even. Also, per value, how far the shader may round it otherwise:
+/// `d` for a value within 1e-4 of a rounding tie (WGSL's division may be a few ulp off, so its code
+/// can differ by one), else 0.
+pub fn int8_round_ref(v: &[f32], unit: usize) -> (Vec<f64>, Vec<f64>) {
     let mut out = Vec::with_capacity(v.len());
-    let mut tie = Vec::with_capacity(v.len());
+    let mut doubt = Vec::with_capacity(v.len());
     for u in v.chunks(unit) {
         let amax = u.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
@@ -428,14 +428,15 @@ pub fn int8_round_ref(v: &[f32], unit: usize) -> (Vec<f64>, Vec<bool>) {
         for &x in u {
             let t = x * inv;
             out.push(t.round_ties_even() as f64 * d);
-            tie.push(((t - t.trunc()).abs() - 0.5).abs() < 1e-4);
+            let tie = ((t - t.trunc()).abs() - 0.5).abs() < 1e-4;
+            doubt.push(if tie { d } else { 0.0 });
         }
     }
-    (out, tie)
+    (out, doubt)
 }
 
 /// Weights per 16-byte unit of a row (the mat-vec's load granularity, and its int8 rounding unit).
-pub fn unit_weights(f: WeightFormat) -> usize {
+pub(crate) fn unit_weights(f: WeightFormat) -> usize {
     match f {
         WeightFormat::Q4 | WeightFormat::Q4S => 32,
         WeightFormat::Q8 => 16,
@@ -477,14 +478,18 @@ pub fn linear_ref(
             }
             None => (1.0, None),
         };
-        let (xn, tie): (Vec<f64>, Vec<bool>) = if int8_x {
+        // With int8_x, each value's doubt (see int8_round_ref), scaled like the value.
+        let (xn, step): (Vec<f64>, Vec<f64>) = if int8_x {
             // The shader rounds x·gamma (f32 products) and applies 1/rms to the sums.
             let xg: Vec<f32> = match gamma {
                 Some(g) => xr.iter().zip(g).map(|(&v, &g)| v * g).collect(),
                 None => xr.to_vec(),
             };
-            let (r, tie) = int8_round_ref(&xg, unit_weights(w.format));
-            (r.iter().map(|v| v * inv).collect(), tie)
+            let (r, doubt) = int8_round_ref(&xg, unit_weights(w.format));
+            (
+                r.iter().map(|v| v * inv).collect(),
+                doubt.iter().map(|d| d * inv).collect(),
+            )
         } else {
             let xn = match gamma {
                 Some(g) => xr
@@ -494,20 +499,7 @@ pub fn linear_ref(
                     .collect(),
                 None => xr.iter().map(|&v| v as f64).collect(),
             };
-            (xn, vec![false; k])
-        };
-        // The step of a value's int8 code (its unit's d) times 1/rms, where a tie makes it uncertain.
-        let unit = unit_weights(w.format);
-        let step: Vec<f64> = if int8_x {
-            xn.chunks(unit)
-                .zip(tie.chunks(unit))
-                .flat_map(|(v, t)| {
-                    let d = v.iter().fold(0.0f64, |m, x| m.max(x.abs())) / 127.0;
-                    t.iter().map(move |&t| if t { d } else { 0.0 })
-                })
-                .collect()
-        } else {
-            vec![0.0; k]
+            (xn, vec![0.0; k])
         };
         let dot = |r: usize| -> (f64, f64) {
             let y: f64 = rows[r].iter().zip(&xn).map(|(&a, b)| a as f64 * b).sum();
@@ -520,29 +512,28 @@ pub fn linear_ref(
         };
         for c in 0..n_out {
             let o = &mut out[m * n_out + c];
+            // For SiLU gating, (y, e) is the gate's.
+            let (y, e) = dot(c);
             slack[m * n_out + c] = match epilogue {
                 Epilogue::Store => {
-                    let (y, e) = dot(c);
                     *o = y as f32;
                     e
                 }
                 Epilogue::Accumulate => {
-                    let (y, e) = dot(c);
                     *o += y as f32;
                     e
                 }
                 Epilogue::Gelu => {
-                    let (y, e) = dot(c);
                     *o = gelu_ref(y) as f32;
                     // GELU's slope is below 1.13.
                     1.13 * e
                 }
                 Epilogue::SiluGate => {
-                    let ((g, eg), (u, eu)) = (dot(c), dot(n_out + c));
+                    let (u, eu) = dot(n_out + c);
                     let silu = |g: f64| g / (1.0 + (-g).exp());
-                    *o = (silu(g) * u) as f32;
+                    *o = (silu(y) * u) as f32;
                     // SiLU's slope is below 1.1.
-                    1.1 * eg * (u.abs() + eu) + silu(g).abs() * eu
+                    1.1 * e * (u.abs() + eu) + silu(y).abs() * eu
                 }
             };
         }
