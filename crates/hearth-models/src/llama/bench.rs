@@ -141,6 +141,16 @@ pub async fn time_prefill(m: &mut Llama, n: usize, now: Clock<'_>) -> Result<f64
     Ok(now() - t)
 }
 
+/// A fresh context of `depth` (at least 1) prompt tokens with its sampled id read back: where the
+/// decode timings and profiles start. Returns the position.
+async fn decode_ready(m: &mut Llama, depth: usize) -> Result<usize> {
+    m.reset();
+    m.prefill(&prompt(depth.max(1), m.config().vocab_size))
+        .await?;
+    m.read_token().await?;
+    Ok(m.position())
+}
+
 /// Tokens per second decoding `n` tokens after a context of `depth` tokens, and the host µs per
 /// token spent recording and submitting steps.
 pub async fn time_decode(
@@ -149,11 +159,7 @@ pub async fn time_decode(
     n: usize,
     now: Clock<'_>,
 ) -> Result<(f64, f64)> {
-    m.reset();
-    m.prefill(&prompt(depth.max(1), m.config().vocab_size))
-        .await?;
-    m.read_token().await?;
-    let start = m.position();
+    let start = decode_ready(m, depth).await?;
     let mut host = 0.0;
     let t = now();
     // As `Llama::generate` runs: up to DECODE_AHEAD steps are queued before an id is read back.
@@ -176,10 +182,7 @@ pub async fn time_decode_queued(
     n: usize,
     now: Clock<'_>,
 ) -> Result<f64> {
-    m.reset();
-    m.prefill(&prompt(depth.max(1), m.config().vocab_size))
-        .await?;
-    m.read_token().await?;
+    decode_ready(m, depth).await?;
     let t = now();
     for _ in 0..n {
         m.decode_step().await?;
@@ -195,8 +198,7 @@ async fn profile(m: &mut Llama, what: Profiled, runs: usize) -> Result<ProfileTa
     let mut all = Vec::new();
     let pass = match what {
         Profiled::Decode(depth) => {
-            m.prefill(&prompt(depth.max(1), vocab)).await?;
-            m.read_token().await?;
+            decode_ready(m, depth).await?;
             for _ in 0..runs {
                 all.push(m.profile_decode_step().await?);
             }
