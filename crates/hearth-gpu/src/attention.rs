@@ -25,9 +25,10 @@ use crate::kv_cache::KvCache;
 use crate::rope::{rope_and_store, Heads, RopeStyle};
 use crate::{Defines, Dispatch, Gpu, GpuError, KernelKey, Result, Step, Tensor};
 
-/// Workgroup sizes: decode, prefill (query rows). Measured on an H200 (bench_attention, with the
-/// merge still a second pass): decode 128 with 64 chunks was the best of 64/128/256 × 16..256 chunks
-/// at 2k–4k context; prefill 32/64/128 rows were within 10%.
+/// Workgroup sizes: decode, prefill (query rows). Measured on an H200 (bench_attention, for the
+/// decode kernel before attention_decode.wgsl's tiles, with its merge still a second pass; not
+/// swept again since): decode 128 with 64 chunks was the best of 64/128/256 × 16..256 chunks at
+/// 2k–4k context; prefill 32/64/128 rows were within 10%.
 const DECODE_WG: u32 = 128;
 /// Positions per decode chunk at least: a context this short is one chunk, written with no merge.
 pub(crate) const DECODE_MIN_CHUNK: usize = 64;
