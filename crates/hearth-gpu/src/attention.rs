@@ -34,8 +34,9 @@ const DECODE_WG: u32 = 128;
 pub(crate) const DECODE_MIN_CHUNK: usize = 64;
 const PREFILL_WG: u32 = 64;
 /// Workgroups the decode pass aims for at long context: enough to keep a discrete GPU's memory busy;
-/// on a CPU adapter (lavapipe, SwiftShader) every workgroup costs, so a few per core. Re-measured on
-/// an H200 with the merge in the same dispatch (2026-11-21, 1B decode at depth 0 / 2,048 / 4,000):
+/// on a CPU adapter (lavapipe, SwiftShader) every workgroup costs, so a few per core. Re-measured (for
+/// the decode kernel before the tiles) on an H200 with the merge in the same dispatch (2026-11-21, 1B
+/// decode at depth 0 / 2,048 / 4,000):
 /// 128 → 1,106 / 832 / 692 tok/s, 256 → 1,104 / 916 / 813, 512 → 1,088 / 910 / 847, 1,024 → 1,060 /
 /// 806 / 767.
 const DECODE_WORKGROUPS_GPU: usize = 512;

@@ -280,7 +280,7 @@ pub async fn run(
         for &n in &plan.prefills {
             time_prefill(m, n, now).await?;
         }
-        time_decode(m, 1, 64.min(plan.decode_tokens).max(4), now).await?;
+        time_decode(m, 1, 4.min(plan.decode_tokens).max(1), now).await?;
     }
     let mut rows = BenchRows {
         prefill: Vec::new(),
